@@ -1,0 +1,131 @@
+"""The in-memory dataset every reader returns: images, labels and a split per sample.
+
+Usage::
+
+    ds = ferkit.data.load_dataset("fer2013.tar.gz")
+    train = ds.split("Training")          # or ds.role("train")
+    ds.class_counts()                      # {split: {label: count}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ferkit.errors import Skipped
+from ferkit.labels import LabelSet, apply_variant
+
+# Split names readers produce, by the role they play. FER-2013 names first: benchmarks
+# train on Training, select on PublicTest and report on PrivateTest.
+SPLIT_ROLES: dict[str, tuple[str, ...]] = {
+    "train": ("Training", "train", "training"),
+    "val": ("PublicTest", "val", "valid", "validation", "dev"),
+    "test": ("PrivateTest", "test", "testing"),
+}
+_SPLIT_ORDER = [name for names in SPLIT_ROLES.values() for name in names]
+
+
+@dataclass
+class FaceDataset:
+    """Faces with labels and splits.
+
+    images: (N, H, W) uint8 grey, or (N, H, W, 3) uint8 RGB.
+    labels: (N,) int64 indices into ``label_set``.
+    splits: (N,) str split name per sample.
+    soft_labels: optional (N, C) float32 label distribution (FER+ votes).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    splits: np.ndarray
+    label_set: LabelSet
+    source: str = ""
+    format: str = ""
+    soft_labels: np.ndarray | None = None
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if len(self.labels) != n or len(self.splits) != n:
+            raise ValueError(
+                f"images ({n}), labels ({len(self.labels)}) and splits ({len(self.splits)}) "
+                "must have the same length"
+            )
+        if self.soft_labels is not None and len(self.soft_labels) != n:
+            raise ValueError("soft_labels must have one row per image")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.images.shape[1]), int(self.images.shape[2])
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.images.ndim == 3 else int(self.images.shape[3])
+
+    @property
+    def split_names(self) -> list[str]:
+        present = set(np.unique(self.splits).tolist())
+        known = [s for s in _SPLIT_ORDER if s in present]
+        return known + sorted(present - set(known))
+
+    def subset(self, index: np.ndarray | Sequence[int]) -> FaceDataset:
+        index = np.asarray(index)
+        return replace(
+            self,
+            images=self.images[index],
+            labels=self.labels[index],
+            splits=self.splits[index],
+            soft_labels=None if self.soft_labels is None else self.soft_labels[index],
+            skipped=list(self.skipped),
+        )
+
+    def split(self, name: str) -> FaceDataset:
+        """Samples of one split, by its exact name (``Training``, ``test`` ...)."""
+        if name not in set(self.splits.tolist()):
+            raise KeyError(f"{self.source}: no split {name!r}; splits are {self.split_names}")
+        return self.subset(np.flatnonzero(self.splits == name))
+
+    def role_name(self, role: str) -> str | None:
+        """The split that plays ``role`` (train / val / test) here, or None."""
+        if role not in SPLIT_ROLES:
+            raise KeyError(f"unknown split role {role!r}; roles are {list(SPLIT_ROLES)}")
+        present = set(self.splits.tolist())
+        for name in SPLIT_ROLES[role]:
+            if name in present:
+                return name
+        return None
+
+    def role(self, role: str) -> FaceDataset:
+        name = self.role_name(role)
+        if name is None:
+            raise KeyError(
+                f"{self.source}: no split for role {role!r} (looked for {SPLIT_ROLES[role]}); "
+                f"splits are {self.split_names}"
+            )
+        return self.split(name)
+
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        """Per split, the number of samples of each class (every class listed, zeros too)."""
+        out: dict[str, dict[str, int]] = {}
+        for split in self.split_names:
+            counts = np.bincount(self.labels[self.splits == split], minlength=len(self.label_set))
+            out[split] = {n: int(c) for n, c in zip(self.label_set.names, counts, strict=True)}
+        return out
+
+    def with_variant(self, variant: str) -> FaceDataset:
+        """Apply a FER-2013 label variant (``no-disgust``, ``merge-disgust``)."""
+        if self.label_set.name != "fer2013":
+            raise ValueError(
+                f"label variant {variant!r} needs FER-2013 labels, this dataset has {self.label_set.name}"
+            )
+        keep, labels, label_set = apply_variant(self.labels, variant)
+        sub = self.subset(np.flatnonzero(keep))
+        sub.labels = labels
+        sub.label_set = label_set
+        sub.soft_labels = None
+        return sub

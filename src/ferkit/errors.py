@@ -1,0 +1,60 @@
+"""Errors that name the input and the problem, and the skip-and-report policy for batch jobs.
+
+Usage::
+
+    from ferkit.errors import DataError, ErrorLog
+    log = ErrorLog(on_error="skip")
+    log.fail("fer2013.csv", "line 12", "expected 2304 pixel values, found 2303")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+OnError = Literal["raise", "skip"]
+
+
+class FerkitError(Exception):
+    """Base class of every error ferkit raises on purpose."""
+
+
+class DataError(FerkitError, ValueError):
+    """Bad input data: names the source, the place in it (line, row, member) and the problem."""
+
+    def __init__(self, source: str, problem: str, location: str | None = None) -> None:
+        self.source = str(source)
+        self.location = location
+        self.problem = problem
+        where = f"{self.source}, {location}" if location else self.source
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One input item left out under ``on_error='skip'``, and why."""
+
+    source: str
+    location: str | None
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{self.source}, {self.location}" if self.location else self.source
+        return f"{where}: {self.problem}"
+
+
+@dataclass
+class ErrorLog:
+    """Collects bad items: raises on the first under ``raise``, records all under ``skip``."""
+
+    on_error: OnError = "raise"
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', not {self.on_error!r}")
+
+    def fail(self, source: str, problem: str, location: str | None = None) -> None:
+        if self.on_error == "raise":
+            raise DataError(source, problem, location)
+        self.skipped.append(Skipped(str(source), location, problem))

@@ -110,16 +110,21 @@ def preview(
     pixels: Optional[Path] = PixelsOpt,
     labels: Optional[str] = LabelsOpt,
     on_error: str = OnErrorOpt,
+    augment: bool = typer.Option(False, help="Show the faces as training augments them (needs torch)."),
+    config: Optional[Path] = typer.Option(None, help="Training config whose augmentation to show."),
 ) -> None:
-    """A contact sheet of random faces per class, labelled."""
+    """A contact sheet of random faces per class, labelled (or as augmented for training)."""
     from ferkit.data.preview import contact_sheet, save_image
 
     ds = _load(path, pixels, labels, on_error)
     if split:
         ds = ds.split(split)
-    sheet = contact_sheet(
-        ds, per_class=per_class, seed=seed, title=f"{path.name}{' / ' + split if split else ''}"
-    )
+    shown = None
+    title = f"{path.name}{' / ' + split if split else ''}"
+    if augment:
+        shown = _augmented(ds, config, seed)
+        title += " / augmented as in training"
+    sheet = contact_sheet(ds, per_class=per_class, seed=seed, title=title, images=shown)
     save_image(out, sheet)
     console.print(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]})")
     _report_skipped(ds)
@@ -145,3 +150,21 @@ def convert(
         write_image_folder(ds, dst)
     console.print(f"wrote {len(ds)} images to {dst}")
     _report_skipped(ds)
+
+
+def _augmented(ds: FaceDataset, config: Optional[Path], seed: int):
+    """Every image of ``ds`` passed through the training augmentation (uint8, same shape)."""
+    import numpy as np
+    import torch
+
+    from ferkit.train.augment import augment_batch
+    from ferkit.train.config import load_config
+
+    cfg = load_config(config)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(ds.images)
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    out = [augment_batch(x[i : i + 1024], cfg.augment, gen) for i in range(0, len(x), 1024)]
+    pics = (torch.cat(out) * 255).round().to(torch.uint8)
+    pics = pics[:, 0] if pics.shape[1] == 1 else pics.permute(0, 2, 3, 1)
+    return np.ascontiguousarray(pics.numpy())

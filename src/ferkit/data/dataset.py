@@ -129,3 +129,15 @@ class FaceDataset:
         sub.label_set = label_set
         sub.soft_labels = None
         return sub
+
+
+def assign_splits(dataset: FaceDataset, val: float = 0.1, test: float = 0.1, seed: int = 0) -> FaceDataset:
+    """Split an unsplit dataset into train / val / test, stratified by class, reproducibly."""
+    rng = np.random.default_rng(seed)
+    splits = np.full(len(dataset), "train", dtype="<U16")
+    for c in range(len(dataset.label_set)):
+        idx = rng.permutation(np.flatnonzero(dataset.labels == c))
+        n_val, n_test = int(round(len(idx) * val)), int(round(len(idx) * test))
+        splits[idx[:n_val]] = "val"
+        splits[idx[n_val : n_val + n_test]] = "test"
+    return replace(dataset, splits=splits, skipped=list(dataset.skipped))

@@ -1,0 +1,64 @@
+"""``ferkit train``: train a model from a config file and ``--key value`` overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def train(
+    ctx: typer.Context,
+    data: Optional[str] = typer.Option(None, help="Dataset (FER-2013 CSV/tar.gz, FER+ CSV, folder, zip)."),
+    model: Optional[str] = typer.Option(None, help="Registered model name (ferkit models list)."),
+    config: Optional[Path] = typer.Option(None, help="YAML file of config values."),
+    resume: Optional[Path] = typer.Option(None, help="Run folder to continue (its last.pt)."),
+    out: Optional[str] = typer.Option(None, help="Run folder (default ~/.cache/ferkit/runs/<model>-<time>)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs (with --resume: extend the run to this many)."),
+    init: Optional[str] = typer.Option(None, help="Start from this checkpoint / state dict (fine-tuning)."),
+    extra_data: Optional[str] = typer.Option(None, help=".npz of extra training images with labels."),
+) -> None:
+    """Train a model. Any config key can be set as --key value (e.g. --lr 0.05 --augment.rotate 15).
+
+    Writes config.yaml, metrics.csv, curves.png, last.pt / best.pt and test_metrics.json to
+    the run folder; Ctrl-C keeps the last completed epoch and --resume continues it.
+    """
+    from ferkit.train import fit, load_config
+
+    overrides = _extra_overrides(ctx.args)
+    cfg = load_config(
+        config, overrides, data=data, model=model, out=out, epochs=epochs, init=init, extra_data=extra_data
+    )
+    if not cfg.data and resume is None:
+        raise typer.BadParameter("--data is required (or --resume a run)")
+    result = fit(cfg, resume=resume)
+    print(f"run folder: {result.run_dir}")
+    if result.test_accuracy is not None:
+        print(
+            f"test accuracy: {result.test_accuracy:.4f} "
+            f"(best epoch {result.best_epoch}, {result.wall_seconds:.0f} s)"
+        )
+
+
+def _extra_overrides(args: list[str]) -> list[str]:
+    """``--lr 0.05 --augment.flip=0`` -> ``["lr=0.05", "augment.flip=0"]``."""
+    out, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise typer.BadParameter(f"unexpected argument {arg!r}; options look like --key value")
+        if "=" in arg:
+            out.append(arg[2:])
+            i += 1
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            out.append(f"{arg[2:]}={args[i + 1]}")
+            i += 2
+        else:
+            out.append(f"{arg[2:]}=true")
+            i += 1
+    return out
+
+
+def register(root: typer.Typer) -> None:
+    root.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(train)

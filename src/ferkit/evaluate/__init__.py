@@ -1,0 +1,1 @@
+"""Evaluation: metrics, confusion matrices, TTA and ensembles (numpy + ONNX Runtime)."""

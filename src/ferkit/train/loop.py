@@ -1,0 +1,613 @@
+"""The training loop: ``train_one_epoch``, ``evaluate`` and ``fit``, plain functions.
+
+Usage::
+
+    from ferkit.train import fit, load_config
+    result = fit(load_config(data="fer2013.tar.gz", model="vgg_fer", epochs=30))
+    result.run_dir, result.test_accuracy
+
+Data lives in memory as uint8 tensors on the training device (the whole FER-2013 set is
+83 MB); batches are augmented there, vectorised. Every epoch is seeded from (seed, epoch),
+so resuming after an interruption reproduces an uninterrupted run exactly. Side effects
+(metrics CSV, checkpoints, curves, early stopping) are callbacks run after each epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ferkit.data import FaceDataset, load_dataset
+from ferkit.data.dataset import assign_splits
+from ferkit.data.folder import UNSPLIT
+from ferkit.errors import FerkitError
+from ferkit.labels import LabelSet
+from ferkit.models import create_model
+from ferkit.train.augment import augment_batch, mix_batch
+from ferkit.train.checkpoint import load_checkpoint
+from ferkit.train.config import TrainConfig, config_from_dict, config_to_dict, save_config
+from ferkit.train.finetune import freeze, load_init_weights, param_groups
+from ferkit.utils import cache_dir
+
+
+# ----------------------------------------------------------------------------- devices
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FerkitError(f"device {name!r} asked for, but CUDA is not available on this machine")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    # bf16 autocast is ~5x faster only where the CPU has bf16 instructions; slower elsewhere.
+    return "bf16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class Split:
+    """One split as tensors on the device: images (N, C, H, W) uint8, labels (N,), soft (N, K)."""
+
+    name: str
+    images: Tensor
+    labels: Tensor
+    soft: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class TrainData:
+    train: Split
+    val: Split
+    test: Split | None
+    label_set: LabelSet
+    mean: float
+    std: float
+
+
+def _to_split(ds: FaceDataset, name: str, device: torch.device) -> Split:
+    images = torch.from_numpy(np.ascontiguousarray(ds.images))
+    images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2).contiguous()
+    soft = None if ds.soft_labels is None else torch.from_numpy(ds.soft_labels).to(device)
+    return Split(name, images.to(device), torch.from_numpy(ds.labels).to(device), soft)
+
+
+def _pick(ds: FaceDataset, split: str) -> FaceDataset:
+    return ds.role(split) if split in ("train", "val", "test") else ds.split(split)
+
+
+def prepare_data(cfg: TrainConfig, device: torch.device, dataset: FaceDataset | None = None) -> TrainData:
+    """Load (cached), apply the label variant, split, and move to the device."""
+    ds = dataset or load_dataset(cfg.data, pixels=cfg.pixels, size=cfg.image_size, show_progress=cfg.progress)
+    if ds.label_set.name == "fer2013" and cfg.labels != "fer2013":
+        ds = ds.with_variant(cfg.labels)
+    elif cfg.labels != "fer2013" and ds.label_set.name != "fer2013":
+        raise FerkitError(
+            f"--labels {cfg.labels} applies to FER-2013 labels; {cfg.data} has {ds.label_set.name}"
+        )
+    if cfg.ferplus_mode == "soft" and ds.soft_labels is None:
+        raise FerkitError(f"ferplus_mode=soft needs FER+ vote distributions; {cfg.data} has none")
+    if ds.split_names == [UNSPLIT]:  # a plain <label>/ folder: make a stratified split
+        ds = assign_splits(ds, seed=cfg.seed)
+    train = _pick(ds, cfg.train_split)
+    if cfg.limit_train:
+        train = train.subset(np.arange(min(cfg.limit_train, len(train))))
+    if cfg.extra_data:
+        train = _add_extra(train, cfg)
+    val = _pick(ds, cfg.val_split)
+    try:
+        test: FaceDataset | None = _pick(ds, cfg.test_split)
+    except KeyError:
+        test = None
+    pixels = train.images.astype(np.float32) / 255.0
+    mean, std = float(pixels.mean()), float(pixels.std())
+    return TrainData(
+        _to_split(train, "train", device),
+        _to_split(val, "val", device),
+        None if test is None else _to_split(test, "test", device),
+        ds.label_set,
+        round(mean, 4),
+        round(std, 4),
+    )
+
+
+def _add_extra(train: FaceDataset, cfg: TrainConfig) -> FaceDataset:
+    """Mix in extra labelled images (an .npz with images + labels, e.g. CycleGAN output)."""
+    path = Path(cfg.extra_data or "")
+    try:
+        with np.load(path) as z:
+            images, labels = z["images"], z["labels"].astype(np.int64)
+    except (OSError, KeyError, ValueError) as exc:
+        raise FerkitError(f"{path}: extra data must be an .npz with 'images' and 'labels' ({exc})") from exc
+    if images.shape[1:] != train.images.shape[1:]:
+        raise FerkitError(
+            f"{path}: extra images are {images.shape[1:]}, training images {train.images.shape[1:]}"
+        )
+    if labels.min() < 0 or labels.max() >= len(train.label_set):
+        raise FerkitError(f"{path}: labels outside 0..{len(train.label_set) - 1}")
+    n = int(round(len(images) * cfg.extra_ratio))
+    rng = np.random.default_rng(cfg.seed)
+    pick = rng.permutation(len(images))[:n]
+    return FaceDataset(
+        np.concatenate([train.images, images[pick]]),
+        np.concatenate([train.labels, labels[pick]]),
+        np.concatenate([train.splits, np.full(n, "extra")]),
+        train.label_set,
+        source=f"{train.source} + {path}",
+    )
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def batch_order(n: int, batch_size: int, gen: torch.Generator, weights: Tensor | None = None) -> list[Tensor]:
+    """Shuffled (or class-balanced, with replacement) index batches; the last partial one kept if > 1."""
+    order = (
+        torch.multinomial(weights, n, replacement=True, generator=gen)
+        if weights is not None
+        else torch.randperm(n, generator=gen)
+    )
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm needs two samples
+        batches.pop()
+    return batches
+
+
+def class_weights(labels: Tensor, num_classes: int) -> Tensor:
+    counts = torch.bincount(labels.cpu(), minlength=num_classes).float().clamp(min=1)
+    return counts.sum() / (num_classes * counts)
+
+
+# ----------------------------------------------------------------------------- one epoch
+@dataclass
+class EpochStats:
+    loss: float
+    accuracy: float
+    seconds: float
+    images_per_s: float
+
+
+def normalise(x: Tensor, mean: float, std: float) -> Tensor:
+    return (x - mean) / std
+
+
+def train_one_epoch(
+    model: nn.Module,
+    data: TrainData,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    cfg: TrainConfig,
+    epoch: int,
+    device: torch.device,
+    precision: str,
+    ema: EMA | None = None,
+    on_batch: Callable[[int, int, float, float], None] | None = None,
+) -> EpochStats:
+    """One pass over the training split; returns mean loss, accuracy and throughput."""
+    model.train()
+    gen = epoch_generator(cfg.seed, epoch)
+    torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout etc.
+    split = data.train
+    num_classes = len(data.label_set)
+    sample_weights = None
+    loss_weights = None
+    if cfg.balance == "sampler":
+        sample_weights = class_weights(split.labels, num_classes)[split.labels.cpu()]
+    elif cfg.balance == "weights":
+        loss_weights = class_weights(split.labels, num_classes).to(device)
+    batches = batch_order(len(split), cfg.batch_size, gen, sample_weights)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    total_loss = total_correct = seen = 0.0
+    start = time.perf_counter()
+    for i, idx in enumerate(batches):
+        idx = idx.to(device)
+        x = augment_batch(split.images[idx], cfg.augment, gen)
+        labels = split.labels[idx]
+        if cfg.ferplus_mode == "soft" and split.soft is not None:
+            targets = split.soft[idx]
+        else:
+            targets = F.one_hot(labels, num_classes).float()
+        x, targets = mix_batch(x, targets, cfg.augment, gen)
+        x = normalise(x, data.mean, data.std)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, precision):
+            logits = model(x)
+        loss = F.cross_entropy(
+            logits.float(), targets, weight=loss_weights, label_smoothing=cfg.label_smoothing
+        )
+        if not torch.isfinite(loss):
+            raise FerkitError(
+                f"epoch {epoch + 1}, batch {i + 1}: loss is {loss.item()} (lower the learning rate?)"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None and cfg.schedule != "plateau":
+            scheduler.step()
+        if ema is not None:
+            ema.update(model)
+        n = len(idx)
+        total_loss += loss.item() * n
+        total_correct += (logits.argmax(1) == labels).sum().item()
+        seen += n
+        if on_batch is not None:
+            on_batch(i + 1, len(batches), total_loss / seen, total_correct / seen)
+    seconds = time.perf_counter() - start
+    return EpochStats(
+        total_loss / max(seen, 1), total_correct / max(seen, 1), seconds, seen / max(seconds, 1e-9)
+    )
+
+
+@torch.no_grad()
+def predict_split(
+    model: nn.Module,
+    images: Tensor,
+    mean: float,
+    std: float,
+    device: torch.device,
+    precision: str = "fp32",
+    batch_size: int = 512,
+    tta: str = "none",
+    channels_last: bool = True,
+) -> Tensor:
+    """Class probabilities (N, K) for uint8 images (N, C, H, W); ``tta='flip'`` averages a mirror."""
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = normalise(images[start : start + batch_size].to(device).float() / 255.0, mean, std)
+        views = [x, x.flip(3)] if tta == "flip" else [x]
+        probs = 0
+        for v in views:
+            if channels_last:
+                v = v.contiguous(memory_format=torch.channels_last)
+            with autocast(device, precision):
+                probs = probs + model(v).float().softmax(1)
+        out.append((probs / len(views)).cpu())
+    return torch.cat(out)
+
+
+def evaluate(
+    model: nn.Module, split: Split, data: TrainData, device: torch.device, precision: str, cfg: TrainConfig
+) -> tuple[float, float, Tensor]:
+    """(loss, accuracy, probabilities) on one split."""
+    probs = predict_split(
+        model,
+        split.images,
+        data.mean,
+        data.std,
+        device,
+        precision,
+        cfg.eval_batch_size,
+        channels_last=cfg.channels_last,
+    )
+    labels = split.labels.cpu()
+    loss = F.nll_loss(probs.clamp_min(1e-8).log(), labels).item()
+    return loss, (probs.argmax(1) == labels).float().mean().item(), probs
+
+
+# ----------------------------------------------------------------------------- EMA / schedule
+class EMA:
+    """Exponential moving average of weights (and BN buffers copied)."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].mul_(self.decay).add_(v.detach().float(), alpha=1 - self.decay)
+            else:
+                self.shadow[k].copy_(v)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.shadow
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.shadow = {k: v.clone().float() for k, v in state.items()}
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_mult)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """LR multiplier at a step: warm-up then cosine / one-cycle / constant."""
+    if schedule == "onecycle":  # 30% up from lr/25, then cosine down to lr/1e4
+        peak = max(int(0.3 * total), 1)
+        if step < peak:
+            return 0.04 + 0.96 * step / peak
+        t = (step - peak) / max(total - peak, 1)
+        return 1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "cosine":
+        t = (step - warmup) / max(total - warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return 1.0
+
+
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
+    if cfg.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=3)
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup, cfg.schedule))
+
+
+# ----------------------------------------------------------------------------- fit
+@dataclass
+class TrainState:
+    cfg: TrainConfig
+    run_dir: Path
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    ema: EMA | None
+    data: TrainData
+    device: torch.device
+    precision: str
+    epoch: int = 0  # epochs completed
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_val_accuracy: float = -1.0
+    best_epoch: int = 0
+    stop: bool = False
+
+    def meta(self) -> dict[str, Any]:
+        """What travels with the weights: how to rebuild the model and feed it."""
+        return {
+            "model_name": self.cfg.model,
+            "model_args": dict(self.model.ferkit_args),  # type: ignore[attr-defined]
+            "label_set": self.data.label_set.name,
+            "label_names": list(self.data.label_set.names),
+            "preprocessing": {
+                "input_size": self.cfg.image_size,
+                "color": "gray" if self.model.ferkit_args["in_chans"] == 1 else "rgb",  # type: ignore[attr-defined]
+                "mean": self.data.mean,
+                "std": self.data.std,
+            },
+            "config": config_to_dict(self.cfg),
+            "hardware": hardware_description(self.device),
+        }
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            **self.meta(),
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "history": self.history,
+            "best_val_accuracy": self.best_val_accuracy,
+            "best_epoch": self.best_epoch,
+        }
+
+
+Callback = Callable[[TrainState], None]
+
+
+def hardware_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = "CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{cpu}, {torch.get_num_threads()} threads"
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return cache_dir("runs") / f"{cfg.name or cfg.model}-{stamp}"
+
+
+def fit(
+    cfg: TrainConfig,
+    *,
+    resume: str | os.PathLike | None = None,
+    callbacks: list[Callback] | None = None,
+    dataset: FaceDataset | None = None,
+) -> TrainResult:
+    """Train per ``cfg`` (or continue ``resume``, a run folder), then evaluate on the test split."""
+    from ferkit.train.callbacks import default_callbacks, final_evaluation
+
+    ckpt = None
+    if resume is not None:
+        run_dir = Path(resume)
+        ckpt = load_checkpoint(run_dir / "last.pt")
+        saved = config_from_dict(ckpt["config"])
+        saved.epochs = max(saved.epochs, cfg.epochs) if cfg.epochs != TrainConfig.epochs else saved.epochs
+        saved.progress = cfg.progress
+        cfg = saved
+    else:
+        run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+        if (run_dir / "last.pt").exists():
+            raise FerkitError(
+                f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick --out"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    data = prepare_data(cfg, device, dataset)
+    num_classes = len(data.label_set)
+    torch.manual_seed(cfg.seed)
+    model = create_model(
+        cfg.model, num_classes=num_classes, in_chans=data.train.images.shape[1], **cfg.model_args
+    )
+    if cfg.init and ckpt is None:
+        report = load_init_weights(model, cfg.init, backbone_only=cfg.init_backbone_only)
+        _log(cfg, f"init from {cfg.init}: {report.summary()}")
+    if cfg.freeze:
+        freeze(model, cfg.freeze)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, model)
+    steps = len(batch_order(len(data.train), cfg.batch_size, torch.Generator().manual_seed(0)))
+    scheduler = make_scheduler(cfg, optimizer, steps)
+    ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
+    state = TrainState(cfg, run_dir, model, optimizer, scheduler, ema, data, device, precision)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt.get("scheduler") is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        if ema is not None and ckpt.get("ema") is not None:
+            ema.load_state_dict(ckpt["ema"])
+        state.epoch = int(ckpt["epoch"])
+        state.history = list(ckpt.get("history", []))
+        state.best_val_accuracy = float(ckpt.get("best_val_accuracy", -1))
+        state.best_epoch = int(ckpt.get("best_epoch", 0))
+        _log(cfg, f"resuming {run_dir} after epoch {state.epoch}/{cfg.epochs}")
+    save_config(cfg, run_dir / "config.yaml")
+    train_model = torch.compile(model) if cfg.compile else model
+    hooks = default_callbacks(cfg) + list(callbacks or [])
+    _log(
+        cfg,
+        f"training {cfg.model} on {device} ({precision}), "
+        f"{len(data.train)} train / {len(data.val)} val images -> {run_dir}",
+    )
+    try:
+        while state.epoch < cfg.epochs and not state.stop:
+            epoch_start = time.perf_counter()
+            stats = _run_epoch(state, train_model)
+            state.epoch += 1
+            eval_model = _ema_model(state) if ema is not None else model
+            val_loss, val_acc, _ = evaluate(eval_model, data.val, data, device, precision, cfg)
+            if cfg.schedule == "plateau":
+                scheduler.step(val_acc)
+            row = {
+                "epoch": state.epoch,
+                "train_loss": stats.loss,
+                "train_acc": stats.accuracy,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - epoch_start,  # training + validation
+                "img_per_s": stats.images_per_s,
+            }
+            state.history.append(row)
+            _log(
+                cfg,
+                f"epoch {state.epoch}/{cfg.epochs}  loss {stats.loss:.4f}  acc {stats.accuracy:.4f}  "
+                f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  "
+                f"{stats.images_per_s:.0f} img/s  {stats.seconds:.0f}s",
+            )
+            for hook in hooks:
+                hook(state)
+    except KeyboardInterrupt:
+        _log(
+            cfg,
+            f"interrupted: the last completed epoch ({state.epoch}) is saved; "
+            f"continue with --resume {run_dir}",
+        )
+        raise
+    return final_evaluation(state)
+
+
+def _ema_model(state: TrainState) -> nn.Module:
+    import copy
+
+    model = copy.deepcopy(state.model)
+    model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in state.ema.shadow.items()})  # type: ignore[union-attr]
+    return model
+
+
+def _run_epoch(state: TrainState, model: nn.Module) -> EpochStats:
+    cfg = state.cfg
+    show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
+    if not show:
+        return train_one_epoch(
+            model,
+            state.data,
+            state.optimizer,
+            state.scheduler,
+            cfg,
+            state.epoch,
+            state.device,
+            state.precision,
+            state.ema,
+        )
+    from ferkit.progress import make_progress
+
+    with make_progress(transient=True) as progress:
+        task = progress.add_task(f"epoch {state.epoch + 1}/{cfg.epochs}", total=None, rate="-", info="")
+        start = time.perf_counter()
+        batch = cfg.batch_size
+
+        def on_batch(i: int, n: int, loss: float, acc: float) -> None:
+            rate = i * batch / max(time.perf_counter() - start, 1e-9)
+            progress.update(
+                task, completed=i, total=n, rate=f"{rate:,.0f} img/s", info=f"loss {loss:.3f} acc {acc:.3f}"
+            )
+
+        return train_one_epoch(
+            model,
+            state.data,
+            state.optimizer,
+            state.scheduler,
+            cfg,
+            state.epoch,
+            state.device,
+            state.precision,
+            state.ema,
+            on_batch,
+        )
+
+
+def _log(cfg: TrainConfig, message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs: int
+    best_epoch: int
+    best_val_accuracy: float
+    test_accuracy: float | None
+    test_metrics: dict[str, Any]
+    wall_seconds: float

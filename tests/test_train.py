@@ -1,0 +1,177 @@
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ferkit.data import FaceDataset
+from ferkit.labels import FER2013
+from ferkit.models import create_model
+from ferkit.train import fit, load_config
+from ferkit.train.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from ferkit.train.config import ConfigError, config_from_dict, config_to_dict
+from ferkit.train.finetune import load_init_weights
+
+
+def learnable(n_per_class=60, seed=0) -> FaceDataset:
+    """Noise faces with a bright bar whose row depends on the class: easy to learn."""
+    rng = np.random.default_rng(seed)
+    images, labels, splits = [], [], []
+    for split, n in (("Training", n_per_class), ("PublicTest", 12), ("PrivateTest", 12)):
+        for c in range(7):
+            img = rng.integers(0, 120, size=(n, 48, 48), dtype=np.uint8)
+            img[:, 4 + 6 * c : 9 + 6 * c, 8:40] = 230
+            images.append(img)
+            labels += [c] * n
+            splits += [split] * n
+    return FaceDataset(
+        np.concatenate(images), np.array(labels), np.array(splits), FER2013, source="learnable"
+    )
+
+
+def quick_cfg(tmp_path, **kw):
+    base = dict(
+        data="<memory>",
+        model="mini_xception",
+        epochs=3,
+        batch_size=32,
+        lr=0.05,
+        precision="fp32",
+        channels_last=False,
+        progress=False,
+        out=str(tmp_path / "run"),
+        seed=1,
+    )
+    base.update(kw)
+    return load_config(**base)
+
+
+def test_config_layers_and_errors(tmp_path):
+    yml = tmp_path / "c.yaml"
+    yml.write_text("model: vgg_fer\nepochs: 7\naugment:\n  rotate: 5\n")
+    cfg = load_config(
+        yml, ["lr=0.2", "augment.flip=0", "model_args.dropout=0.3", "freeze=conv1,layer1"], epochs=9
+    )
+    assert (cfg.model, cfg.epochs, cfg.lr, cfg.augment.rotate, cfg.augment.flip) == (
+        "vgg_fer",
+        9,
+        0.2,
+        5.0,
+        0.0,
+    )
+    assert cfg.model_args == {"dropout": 0.3} and cfg.freeze == ["conv1", "layer1"]
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    with pytest.raises(ConfigError, match="unknown config key 'lr_max'"):
+        load_config(overrides=["lr_max=1"])
+    with pytest.raises(ConfigError, match="epochs: expected an integer"):
+        load_config(overrides=["epochs=ten"])
+    with pytest.raises(ConfigError, match="optimizer='adam'"):
+        load_config(overrides=["optimizer=adam"])
+    with pytest.raises(ConfigError, match="must look like key=value"):
+        load_config(overrides=["__import__('os')"])
+
+
+def test_short_run_learns_and_writes_run_folder(tmp_path):
+    result = fit(quick_cfg(tmp_path, epochs=4), dataset=learnable())
+    run = result.run_dir
+    for name in ("config.yaml", "metrics.csv", "curves.png", "last.pt", "best.pt", "test_metrics.json"):
+        assert (run / name).exists(), name
+    lines = (run / "metrics.csv").read_text().splitlines()
+    assert (
+        lines[0].startswith("epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,img_per_s")
+        and len(lines) == 5
+    )
+    losses = [float(line.split(",")[1]) for line in lines[1:]]
+    assert losses[-1] < losses[0]
+    assert result.test_accuracy is not None and result.test_accuracy > 0.5  # chance is 1/7
+    ckpt = load_checkpoint(run)
+    assert ckpt["label_names"] == list(FER2013.names) and ckpt["preprocessing"]["input_size"] == 48
+    model = model_from_checkpoint(ckpt)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path):
+    data = learnable(n_per_class=20)
+    full = fit(quick_cfg(tmp_path / "a", epochs=2), dataset=data)
+
+    def interrupt(state):
+        if state.epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(quick_cfg(tmp_path / "b", epochs=2), dataset=data, callbacks=[interrupt])
+    assert load_checkpoint(tmp_path / "b" / "run" / "last.pt")["epoch"] == 1
+    resumed = fit(quick_cfg(tmp_path / "b", epochs=2), resume=tmp_path / "b" / "run", dataset=data)
+    a = load_checkpoint(full.run_dir / "last.pt")["model"]
+    b = load_checkpoint(resumed.run_dir / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_corrupted_checkpoint_is_a_clear_error(tmp_path):
+    fit(quick_cfg(tmp_path, epochs=1), dataset=learnable(n_per_class=10))
+    last = tmp_path / "run" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="last.pt: not a readable checkpoint"):
+        fit(quick_cfg(tmp_path), resume=tmp_path / "run", dataset=learnable(n_per_class=10))
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_finetune_into_another_class_set(tmp_path):
+    first = fit(quick_cfg(tmp_path / "a", epochs=1), dataset=learnable(n_per_class=10))
+    cfg = quick_cfg(
+        tmp_path / "b",
+        epochs=1,
+        labels="no-disgust",
+        init=str(first.run_dir / "best.pt"),
+        init_backbone_only=True,
+        freeze=["stem"],
+        backbone_lr_mult=0.1,
+    )
+    result = fit(cfg, dataset=learnable(n_per_class=10))
+    ckpt = load_checkpoint(result.run_dir)
+    assert len(ckpt["label_names"]) == 6 and "disgust" not in ckpt["label_names"]
+    # The frozen stem kept the weights it was initialised with.
+    before = load_checkpoint(first.run_dir / "best.pt")["model"]
+    assert torch.equal(before["stem.0.0.weight"], ckpt["model"]["stem.0.0.weight"])
+
+
+def test_rgb_imagenet_stem_is_folded_to_grey():
+    rgb = create_model("resnet18_fer", in_chans=3, stem="imagenet")
+    grey = create_model("resnet18_fer")
+    path = "/tmp/_ferkit_rgb_state.pt"
+    torch.save(rgb.state_dict(), path)
+    report = load_init_weights(grey, path, backbone_only=True)
+    assert "conv1.weight" in report.adapted and "fc.weight" in report.skipped
+    # For a 7x7 -> 3x3 stem the folded filters keep their total response (sum over RGB).
+    w = rgb.state_dict()["conv1.weight"].sum(dim=(1, 2, 3))
+    assert torch.allclose(grey.state_dict()["conv1.weight"].sum(dim=(1, 2, 3)), w, rtol=0.05, atol=1e-3)
+
+
+def test_cli_train(tmp_path, small_dataset):
+    from ferkit.cli import _add_optional_commands, app
+    from ferkit.data import write_image_folder
+
+    write_image_folder(learnable(n_per_class=8), tmp_path / "faces")
+    _add_optional_commands()
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(tmp_path / "faces"),
+            "--model",
+            "baseline_cnn",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--batch-size",
+            "16",
+            "--precision",
+            "fp32",
+            "--progress",
+            "false",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "test accuracy:" in result.output and (tmp_path / "run" / "best.pt").exists()

@@ -175,3 +175,96 @@ def test_cli_train(tmp_path, small_dataset):
     )
     assert result.exit_code == 0, result.output
     assert "test accuracy:" in result.output and (tmp_path / "run" / "best.pt").exists()
+
+
+@pytest.mark.parametrize("balance", ["weights", "sampler"])
+def test_class_balancing_runs_and_learns(tmp_path, balance):
+    result = fit(quick_cfg(tmp_path, epochs=3, balance=balance), dataset=learnable(n_per_class=30))
+    assert result.test_accuracy > 0.4
+
+
+def test_ferplus_soft_labels(tmp_path):
+    from ferkit.labels import FERPLUS
+
+    base = learnable(n_per_class=30)
+    soft = np.zeros((len(base), 8), np.float32)
+    soft[np.arange(len(base)), base.labels] = 0.7
+    soft[:, 7] += 0.3  # a share of "contempt" votes on every face
+    ds = FaceDataset(base.images, base.labels, base.splits, FERPLUS, source="soft", soft_labels=soft)
+    result = fit(quick_cfg(tmp_path, epochs=3, ferplus_mode="soft"), dataset=ds)
+    assert load_checkpoint(result.run_dir)["label_names"] == list(FERPLUS.names)
+    assert result.test_accuracy > 0.4
+    with pytest.raises(Exception, match="needs FER\\+ vote distributions"):
+        fit(quick_cfg(tmp_path / "x", ferplus_mode="soft"), dataset=learnable(n_per_class=5))
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9(tmp_path):
+    """A run killed with SIGKILL mid-training resumes to the same weights as an unkilled run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ferkit.data import write_fer2013_csv
+
+    data = tmp_path / "faces.csv"
+    write_fer2013_csv(learnable(n_per_class=60), data)
+    common = [
+        "--data",
+        str(data),
+        "--model",
+        "mini_xception",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--precision",
+        "fp32",
+        "--channels-last",
+        "false",
+        "--progress",
+        "false",
+        "--seed",
+        "3",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [sys.executable, "-m", "ferkit", "train", *common, "--out", str(tmp_path / "full")],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ferkit", "train", *common, "--out", str(tmp_path / "killed")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    last = tmp_path / "killed" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (last.exists() and load_checkpoint(last)["epoch"] >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 2 <= load_checkpoint(last)["epoch"] < 4
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ferkit",
+            "train",
+            "--resume",
+            str(tmp_path / "killed"),
+            "--progress",
+            "false",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(last)
+    assert b["epoch"] == 4
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -109,6 +109,14 @@ class FaceDataset:
             )
         return self.split(name)
 
+    def pick(self, name: str) -> FaceDataset:
+        """A split by exact name, else by role (train / val / test); errors list the splits."""
+        if name in set(self.splits.tolist()):
+            return self.split(name)
+        if name in SPLIT_ROLES:
+            return self.role(name)
+        raise KeyError(f"{self.source}: no split {name!r}; splits are {self.split_names}")
+
     def class_counts(self) -> dict[str, dict[str, int]]:
         """Per split, the number of samples of each class (every class listed, zeros too)."""
         out: dict[str, dict[str, int]] = {}

@@ -81,3 +81,45 @@ def classification_report(
         confusion=cm.tolist(),
         n=int(len(labels)),
     )
+
+
+def expected_calibration_error(
+    labels: np.ndarray, probs: np.ndarray, bins: int = 15
+) -> tuple[float, list[dict]]:
+    """ECE (confidence vs accuracy, equal-width bins) and the per-bin table of a reliability diagram."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    table, ece = [], 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        in_bin = (conf > lo) & (conf <= hi)
+        if in_bin.any():
+            acc, mean_conf = float(correct[in_bin].mean()), float(conf[in_bin].mean())
+            ece += in_bin.mean() * abs(acc - mean_conf)
+            table.append(
+                {
+                    "low": float(lo),
+                    "high": float(hi),
+                    "count": int(in_bin.sum()),
+                    "accuracy": acc,
+                    "confidence": mean_conf,
+                }
+            )
+    return float(ece), table
+
+
+def bootstrap_accuracy_ci(
+    labels: np.ndarray, preds: np.ndarray, n: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of accuracy (resampling test images)."""
+    correct = (np.asarray(labels) == np.asarray(preds)).astype(np.float64)
+    if len(correct) == 0:
+        return 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    means = np.empty(n)
+    for start in range(0, n, 250):  # chunks keep memory small for big test sets
+        k = min(250, n - start)
+        idx = rng.integers(0, len(correct), size=(k, len(correct)))
+        means[start : start + k] = correct[idx].mean(1)
+    alpha = (1 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))

@@ -99,10 +99,6 @@ def _to_split(ds: FaceDataset, name: str, device: torch.device) -> Split:
     return Split(name, images.to(device), torch.from_numpy(ds.labels).to(device), soft)
 
 
-def _pick(ds: FaceDataset, split: str) -> FaceDataset:
-    return ds.role(split) if split in ("train", "val", "test") else ds.split(split)
-
-
 def prepare_data(cfg: TrainConfig, device: torch.device, dataset: FaceDataset | None = None) -> TrainData:
     """Load (cached), apply the label variant, split, and move to the device."""
     ds = dataset or load_dataset(cfg.data, pixels=cfg.pixels, size=cfg.image_size, show_progress=cfg.progress)
@@ -116,14 +112,14 @@ def prepare_data(cfg: TrainConfig, device: torch.device, dataset: FaceDataset | 
         raise FerkitError(f"ferplus_mode=soft needs FER+ vote distributions; {cfg.data} has none")
     if ds.split_names == [UNSPLIT]:  # a plain <label>/ folder: make a stratified split
         ds = assign_splits(ds, seed=cfg.seed)
-    train = _pick(ds, cfg.train_split)
+    train = ds.pick(cfg.train_split)
     if cfg.limit_train:
         train = train.subset(np.arange(min(cfg.limit_train, len(train))))
     if cfg.extra_data:
         train = _add_extra(train, cfg)
-    val = _pick(ds, cfg.val_split)
+    val = ds.pick(cfg.val_split)
     try:
-        test: FaceDataset | None = _pick(ds, cfg.test_split)
+        test: FaceDataset | None = ds.pick(cfg.test_split)
     except KeyError:
         test = None
     pixels = train.images.astype(np.float32) / 255.0

@@ -1,0 +1,99 @@
+"""``ferkit eval``, ``ferkit export`` and ``ferkit report``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def eval_cmd(
+    models: list[str] = typer.Argument(
+        ..., help="Run folders, .pt checkpoints, .onnx files or shipped names."
+    ),
+    data: Path = typer.Option(..., help="Dataset with the split to evaluate."),
+    split: str = typer.Option("PrivateTest", help="Split to report (benchmarks: PrivateTest)."),
+    tta: str = typer.Option("none", help="Test-time augmentation: none, flip, tencrop."),
+    labels: str = typer.Option("fer2013", help="fer2013, no-disgust or merge-disgust."),
+    fit_weights: bool = typer.Option(
+        False, help="Fit ensemble weights on PublicTest (never on the test split)."
+    ),
+    out: Path = typer.Option(Path("ferkit-eval"), help="Folder for eval.json, eval.md and the plots."),
+) -> None:
+    """Accuracy, balanced accuracy, macro-F1, per-class P/R/F1, top-2, ECE, bootstrap CI; plots."""
+    from ferkit.evaluate.run import evaluate_models, write_report
+
+    result = evaluate_models(
+        list(models), data, split=split, tta=tta, variant=labels, fit_ensemble_weights=fit_weights
+    )
+    table = Table(title=f"{split} ({labels}, TTA {tta})")
+    for col in ("model", "accuracy", "95% CI", "macro-F1", "balanced", "top-2", "ECE", "ms/face"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for e in result.entries:
+        r = e.report
+        table.add_row(
+            e.name,
+            f"{r.accuracy:.2%}",
+            f"{e.accuracy_ci95[0]:.1%}–{e.accuracy_ci95[1]:.1%}",
+            f"{r.macro_f1:.4f}",
+            f"{r.balanced_accuracy:.2%}",
+            f"{r.top2_accuracy:.2%}",
+            f"{e.ece:.4f}",
+            f"{e.ms_per_face:.3f}" if e.ms_per_face is not None else "-",
+        )
+    console.print(table)
+    for path in write_report(result, out):
+        console.print(f"wrote {path}")
+
+
+def export_cmd(
+    source: Path = typer.Argument(..., help="Run folder or checkpoint."),
+    out: Path = typer.Option(..., help="ONNX file to write."),
+    metrics: Optional[Path] = typer.Option(
+        None, help="eval.json whose first entry's metrics go into the card."
+    ),
+) -> None:
+    """Export to ONNX (dynamic batch, labels/preprocessing/recipe in metadata); verify against torch."""
+    import json
+
+    from ferkit.export import export_onnx
+
+    card_metrics = None
+    if metrics:
+        entry = json.loads(metrics.read_text())["entries"][0]
+        card_metrics = {
+            "accuracy": entry["report"]["accuracy"],
+            "macro_f1": entry["report"]["macro_f1"],
+            "ece": entry["ece"],
+        }
+    report = export_onnx(source, out, metrics=card_metrics)
+    console.print(
+        f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB); "
+        f"max |ONNX - torch| = {report.max_abs_diff:.2e}"
+    )
+
+
+def report_cmd(
+    models: list[str] = typer.Argument(..., help="Models to benchmark."),
+    data: Path = typer.Option(..., help="Dataset (FER-2013)."),
+    out: Path = typer.Option(Path("results"), help="Stem of results.md / results.csv."),
+    references: bool = typer.Option(True, help="Append published reference results (marked as published)."),
+) -> None:
+    """Benchmark table (Markdown + CSV) across models, with published references beside ours."""
+    from ferkit.evaluate.benchmark import benchmark_rows, write_table
+
+    md, csv_path = write_table(benchmark_rows(list(models), data), out, references=references)
+    console.print(md.read_text(), markup=False, highlight=False)
+    console.print(f"wrote {md} and {csv_path}")
+
+
+def register(root: typer.Typer) -> None:
+    root.command("eval")(eval_cmd)
+    root.command("export")(export_cmd)
+    root.command("report")(report_cmd)

@@ -1,0 +1,61 @@
+"""Put a model's probabilities in a dataset's label order, with the with/without-disgust variants.
+
+Usage::
+
+    probs6 = align_probs(probs7, model_labels, FER2013_NO_DISGUST, variant="merge-disgust")
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ferkit.errors import FerkitError
+from ferkit.labels import LabelSet, canonical_emotion
+
+_MERGE = {"merge-disgust": {"disgust": "angry"}}
+_DROP = {"no-disgust": {"disgust"}}
+
+
+class LabelMismatchError(FerkitError, ValueError):
+    pass
+
+
+def align_probs(
+    probs: np.ndarray,
+    model_labels: tuple[str, ...] | list[str],
+    target: LabelSet,
+    variant: str = "fer2013",
+    source: str = "model",
+) -> np.ndarray:
+    """(N, K_model) -> (N, K_target): columns summed into the target's classes, in its order.
+
+    ``merge-disgust`` adds disgust's probability to angry; ``no-disgust`` drops the disgust
+    column and renormalises. A model class the target cannot hold, or a target class the
+    model never predicts, is an error naming both label sets.
+    """
+    merge = _MERGE.get(variant, {})
+    drop = _DROP.get(variant, set())
+    target_keys = [canonical_emotion(n) or n for n in target.names]
+    out = np.zeros((len(probs), len(target)), np.float64)
+    covered = set()
+    for j, name in enumerate(model_labels):
+        key = canonical_emotion(name) or name
+        key = merge.get(key, key)
+        if key in drop:
+            continue
+        if key not in target_keys:
+            raise LabelMismatchError(
+                f"{source} predicts {name!r}, which the evaluation labels {list(target.names)} lack "
+                f"(model labels: {list(model_labels)})"
+            )
+        i = target_keys.index(key)
+        out[:, i] += probs[:, j]
+        covered.add(i)
+    missing = [target.names[i] for i in range(len(target)) if i not in covered]
+    if missing:
+        raise LabelMismatchError(
+            f"{source} cannot predict {missing} of the evaluation labels {list(target.names)} "
+            f"(model labels: {list(model_labels)})"
+        )
+    total = out.sum(1, keepdims=True)
+    return (out / np.where(total > 0, total, 1)).astype(np.float32)

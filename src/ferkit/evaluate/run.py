@@ -1,0 +1,194 @@
+"""Evaluate models (and their ensemble) on a dataset split; write JSON, Markdown and plots.
+
+Usage::
+
+    result = evaluate_models(["fast", "runs/vgg_fer-x/"], "fer2013.tar.gz", tta="flip")
+    write_report(result, "eval-out/")
+    result.entries[-1].report.accuracy      # the ensemble, when there are several models
+
+Members run on PublicTest too when ensemble weights are fitted (``fit_weights=True``):
+weights are never fitted on the split being reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferkit.data import FaceDataset, load_dataset
+from ferkit.errors import FerkitError
+from ferkit.evaluate.align import align_probs
+from ferkit.evaluate.ensemble import combine, fit_weights
+from ferkit.evaluate.metrics import (
+    ClassificationReport,
+    bootstrap_accuracy_ci,
+    classification_report,
+    expected_calibration_error,
+)
+from ferkit.evaluate.predictors import load_predictor
+from ferkit.evaluate.tta import predict_tta
+from ferkit.utils import atomic_path
+
+
+@dataclass
+class EvalEntry:
+    name: str
+    report: ClassificationReport
+    accuracy_ci95: tuple[float, float]
+    ece: float
+    reliability: list[dict]
+    ms_per_face: float | None = None
+    weights: list[float] | None = None  # ensembles only
+    card: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalResult:
+    data: str
+    split: str
+    tta: str
+    labels: list[str]
+    variant: str
+    entries: list[EvalEntry]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _variant_data(ds: FaceDataset, variant: str) -> FaceDataset:
+    if variant == "fer2013":
+        return ds
+    return ds.with_variant(variant)
+
+
+def _entry(
+    name: str, labels: np.ndarray, probs: np.ndarray, label_names: list[str], **extra: Any
+) -> EvalEntry:
+    report = classification_report(labels, probs, label_names)
+    ece, bins = expected_calibration_error(labels, probs)
+    ci = bootstrap_accuracy_ci(labels, probs.argmax(1))
+    return EvalEntry(name, report, ci, ece, bins, **extra)
+
+
+def evaluate_models(
+    models: list[str],
+    data: str | os.PathLike | FaceDataset,
+    *,
+    split: str = "PrivateTest",
+    tta: str = "none",
+    variant: str = "fer2013",
+    fit_ensemble_weights: bool = False,
+    val_split: str = "PublicTest",
+) -> EvalResult:
+    if not models:
+        raise FerkitError("give at least one model to evaluate")
+    ds = data if isinstance(data, FaceDataset) else load_dataset(data)
+    ds = _variant_data(ds, variant)
+    test = ds.pick(split)
+    label_set = ds.label_set
+    predictors = [load_predictor(m) for m in models]
+    entries, test_probs, val_probs = [], [], []
+    val = None
+    if fit_ensemble_weights and len(models) > 1:
+        if split == val_split:
+            raise FerkitError(f"ensemble weights are fitted on {val_split}; evaluate on another split")
+        val = ds.pick(val_split)
+    for predictor in predictors:
+        start = time.perf_counter()
+        raw = predict_tta(predictor, test.images, tta)
+        ms = (time.perf_counter() - start) * 1000 / max(len(test), 1)
+        probs = align_probs(raw, predictor.labels, label_set, variant, source=predictor.name)
+        test_probs.append(probs)
+        card = getattr(getattr(predictor, "card", None), "extra", {}) or {}
+        entries.append(
+            _entry(predictor.name, test.labels, probs, list(label_set.names), ms_per_face=ms, card=card)
+        )
+        if val is not None:
+            val_probs.append(
+                align_probs(predict_tta(predictor, val.images, tta), predictor.labels, label_set, variant)
+            )
+    if len(predictors) > 1:
+        weights = fit_weights(val_probs, val.labels) if val is not None else None
+        ens = combine(test_probs, weights)
+        w = [float(x) for x in (weights if weights is not None else np.full(len(models), 1 / len(models)))]
+        name = "ensemble (weights fitted on " + val_split + ")" if weights is not None else "ensemble (mean)"
+        entries.append(_entry(name, test.labels, ens, list(label_set.names), weights=w))
+    return EvalResult(str(getattr(data, "source", data)), split, tta, list(label_set.names), variant, entries)
+
+
+def markdown_report(result: EvalResult) -> str:
+    lines = [
+        f"# Evaluation on {result.split} ({result.variant} labels, TTA: {result.tta})",
+        "",
+        f"Data: `{result.data}`",
+        "",
+        "| model | accuracy | 95% CI | balanced acc. | macro-F1 | top-2 | ECE | ms/face |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for e in result.entries:
+        r = e.report
+        ms = f"{e.ms_per_face:.3f}" if e.ms_per_face is not None else "-"
+        lines.append(
+            f"| {e.name} | {r.accuracy:.2%} | {e.accuracy_ci95[0]:.2%} – {e.accuracy_ci95[1]:.2%} | "
+            f"{r.balanced_accuracy:.2%} | {r.macro_f1:.4f} | {r.top2_accuracy:.2%} | {e.ece:.4f} | {ms} |"
+        )
+    for e in result.entries:
+        lines += ["", f"## {e.name}", ""]
+        if e.weights:
+            lines.append("Weights: " + ", ".join(f"{w:.3f}" for w in e.weights))
+            lines.append("")
+        lines += ["| class | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
+        for name, m in e.report.per_class.items():
+            lines.append(f"| {name} | {m.precision:.3f} | {m.recall:.3f} | {m.f1:.3f} | {m.support} |")
+        lines += ["", "Confusion matrix (rows: true, columns: predicted):", ""]
+        labels = result.labels
+        lines.append("| true \\ predicted | " + " | ".join(labels) + " |")
+        lines.append("| --- |" + " ---: |" * len(labels))
+        for name, row in zip(labels, e.report.confusion, strict=True):
+            lines.append(f"| **{name}** | " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _slug(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name.rstrip("/")).name or name)
+    return keep[:60] or "model"
+
+
+def write_report(result: EvalResult, out: str | os.PathLike, plots: bool = True) -> list[Path]:
+    """``eval.json``, ``eval.md``, ``confusion_<model>.png`` and ``reliability.png`` in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    with atomic_path(out / "eval.json") as tmp:
+        tmp.write_text(json.dumps(result.to_dict(), indent=2))
+    with atomic_path(out / "eval.md") as tmp:
+        tmp.write_text(markdown_report(result))
+    written += [out / "eval.json", out / "eval.md"]
+    if plots:
+        try:
+            from ferkit.evaluate.plots import plot_confusion, plot_reliability
+        except ImportError:  # pragma: no cover - matplotlib is optional for evaluation
+            return written
+        for i, e in enumerate(result.entries):
+            name = "ensemble" if e.weights else _slug(e.name)
+            path = out / f"confusion_{i}_{name}.png"
+            plot_confusion(
+                np.array(e.report.confusion),
+                result.labels,
+                path,
+                title=f"{e.name} — {result.split}, accuracy {e.report.accuracy:.2%}",
+            )
+            written.append(path)
+        plot_reliability(
+            {e.name: e.reliability for e in result.entries},
+            out / "reliability.png",
+            title=f"Reliability on {result.split}",
+        )
+        written.append(out / "reliability.png")
+    return written

@@ -1,0 +1,138 @@
+"""Export a trained model to ONNX with its labels, preprocessing, recipe and metrics inside.
+
+Usage::
+
+    report = export_onnx("~/.cache/ferkit/runs/vgg_fer-.../", "vgg_fer.onnx")
+    report.max_abs_diff            # ONNX Runtime vs torch on real-looking inputs
+
+The graph takes float32 pixels in [0, 1], shape (batch, C, S, S) with a dynamic batch
+axis, and returns class probabilities: normalisation and softmax are inside, so callers
+need only numpy. ``metadata_props`` carry what ``ferkit.runtime`` needs (see ModelCard).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ferkit.train.checkpoint import load_checkpoint, model_from_checkpoint
+from ferkit.utils import atomic_path
+
+OPSET = 18
+
+
+class ProbabilityModel(nn.Module):
+    """[0, 1] pixels -> normalise -> network -> softmax."""
+
+    def __init__(self, model: nn.Module, mean: float, std: float):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model((x - self.mean) / self.std), dim=1)
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    max_abs_diff: float
+    size_bytes: int
+    metadata: dict[str, str]
+
+
+def card_metadata(
+    ckpt: dict[str, Any], metrics: dict[str, Any] | None = None, model: nn.Module | None = None
+) -> dict[str, str]:
+    """The model card as string key/values (ONNX ``metadata_props``)."""
+    pre = ckpt["preprocessing"]
+    history = ckpt.get("history", [])
+    meta = {
+        "ferkit_format": "1",
+        "architecture": ckpt["model_name"],
+        "model_args": json.dumps(ckpt.get("model_args", {})),
+        "labels": json.dumps(ckpt["label_names"]),
+        "label_set": ckpt.get("label_set", ""),
+        "input_size": str(pre["input_size"]),
+        "color": pre["color"],
+        "input_range": "float32 pixels in [0, 1], shape (batch, channels, size, size)",
+        "normalization": json.dumps({"mean": pre["mean"], "std": pre["std"], "applied_in_graph": True}),
+        "output": "probabilities (softmax in graph)",
+        "recipe": json.dumps(ckpt.get("config", {})),
+        "epochs": str(ckpt.get("epoch", "")),
+        "best_epoch": str(ckpt.get("best_epoch", "")),
+        "train_seconds": f"{sum(r.get('seconds', 0.0) for r in history):.0f}",
+        "hardware": ckpt.get("hardware", ""),
+    }
+    if model is not None:
+        from ferkit.models import count_macs
+
+        chans = 1 if pre["color"] == "gray" else 3
+        meta["parameters"] = str(sum(p.numel() for p in model.parameters()))
+        meta["macs"] = str(count_macs(model, int(pre["input_size"]), chans))
+    if ckpt.get("config", {}).get("init"):
+        meta["initial_weights"] = str(ckpt["config"]["init"])
+    if metrics:
+        meta["metrics"] = json.dumps(metrics)
+    return meta
+
+
+def export_onnx(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    metrics: dict[str, Any] | None = None,
+    check_batch: np.ndarray | None = None,
+) -> ExportReport:
+    """Export a run folder / checkpoint to ONNX and verify it against torch."""
+    import onnx
+    import onnxruntime as ort
+
+    ckpt = load_checkpoint(source)
+    model = model_from_checkpoint(ckpt).float().eval()
+    pre = ckpt["preprocessing"]
+    wrapped = ProbabilityModel(model, pre["mean"], pre["std"]).eval()
+    chans = 1 if pre["color"] == "gray" else 3
+    size = int(pre["input_size"])
+    example = torch.rand(2, chans, size, size)
+    out = Path(out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            wrapped,
+            (example,),
+            dynamo=True,
+            input_names=["pixels"],
+            output_names=["probabilities"],
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            opset_version=OPSET,
+            verbose=False,
+        )
+    proto = program.model_proto
+    proto.doc_string = f"ferkit {ckpt['model_name']} facial expression classifier"
+    del proto.metadata_props[:]
+    card = card_metadata(ckpt, metrics, model)
+    for key, value in card.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
+    # Verify: same inputs through torch and ONNX Runtime.
+    if check_batch is None:
+        check_batch = np.random.default_rng(0).random((16, chans, size, size), dtype=np.float32)
+    with torch.no_grad():
+        expected = wrapped(torch.from_numpy(check_batch)).numpy()
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"pixels": check_batch})[0]
+    return ExportReport(
+        out, float(np.abs(got - expected).max()), out.stat().st_size, card_metadata(ckpt, metrics)
+    )

@@ -1,0 +1,1 @@
+"""Inference runtime: numpy + OpenCV + ONNX Runtime only (no torch)."""

@@ -1,0 +1,152 @@
+import json
+
+import numpy as np
+import pytest
+
+from ferkit.data import FaceDataset
+from ferkit.errors import FerkitError
+from ferkit.evaluate.align import LabelMismatchError, align_probs
+from ferkit.evaluate.ensemble import combine, fit_weights
+from ferkit.evaluate.metrics import bootstrap_accuracy_ci, expected_calibration_error
+from ferkit.evaluate.predictors import load_predictor
+from ferkit.evaluate.run import evaluate_models, write_report
+from ferkit.evaluate.tta import predict_tta, tta_views
+from ferkit.labels import FER2013, FER2013_NO_DISGUST, FERPLUS, RAFDB
+from ferkit.runtime.classifier import ModelError
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny trained run and its ONNX export (shared by the tests here)."""
+    from ferkit.export import export_onnx
+    from ferkit.train import fit
+    from test_train import learnable, quick_cfg
+
+    root = tmp_path_factory.mktemp("evalrun")
+    data = learnable(n_per_class=30)
+    result = fit(quick_cfg(root, epochs=2), dataset=data)
+    report = export_onnx(result.run_dir, root / "model.onnx")
+    return data, result.run_dir, root / "model.onnx", report
+
+
+def test_export_carries_card_and_matches_torch(trained):
+    _, _, onnx_path, report = trained
+    assert report.max_abs_diff < 1e-4
+    clf = load_predictor(onnx_path)
+    assert clf.labels == FER2013.names and clf.input_size == 48
+    card = clf.card.extra
+    for key in ("architecture", "normalization", "recipe", "epochs", "hardware", "parameters", "macs"):
+        assert key in card, key
+    assert card["architecture"] == "mini_xception" and int(card["parameters"]) > 10_000
+
+
+def test_onnx_and_torch_evaluation_agree(trained):
+    data, run_dir, onnx_path, _ = trained
+    result = evaluate_models([str(run_dir), str(onnx_path)], data, split="PrivateTest")
+    torch_entry, onnx_entry, ensemble = result.entries
+    assert torch_entry.report.accuracy == pytest.approx(onnx_entry.report.accuracy, abs=1 / 84)
+    assert torch_entry.report.confusion == onnx_entry.report.confusion
+    # An ensemble of (numerically) the same model is that model.
+    assert ensemble.report.confusion == onnx_entry.report.confusion
+
+
+def test_ensemble_of_identical_members_equals_member():
+    p = np.random.default_rng(0).dirichlet(np.ones(7), size=50)
+    assert np.allclose(combine([p, p, p]), p)
+    w = fit_weights([p, p], np.zeros(50, int))
+    assert np.allclose(combine([p, p], w), p)
+
+
+def test_fitted_weights_prefer_the_better_member():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 400)
+    good = np.eye(3)[labels] * 0.7 + 0.1
+    noise = rng.dirichlet(np.ones(3), size=400)
+    w = fit_weights([good, noise], labels)
+    assert w[0] > 0.8
+
+
+def test_flip_tta_on_symmetric_input_is_a_noop(trained):
+    _, _, onnx_path, _ = trained
+    clf = load_predictor(onnx_path)
+    half = np.random.default_rng(0).integers(0, 256, (6, 48, 24), dtype=np.uint8)
+    faces = np.concatenate([half, half[:, :, ::-1]], axis=2)  # mirror-symmetric
+    assert np.allclose(predict_tta(clf, faces, "flip"), clf.predict_proba(faces), atol=1e-6)
+    assert len(tta_views(faces, "tencrop")) == 10
+    assert predict_tta(clf, faces, "tencrop").shape == (6, 7)
+
+
+def test_calibration_and_bootstrap():
+    labels = np.array([0, 1, 0, 1])
+    confident_right = np.eye(2)[labels] * 0.98 + 0.01
+    ece, bins = expected_calibration_error(labels, confident_right)
+    assert ece == pytest.approx(0.01, abs=1e-6) and bins[-1]["count"] == 4
+    lo, hi = bootstrap_accuracy_ci(np.zeros(1000, int), (np.arange(1000) % 4 != 0).astype(int))
+    assert lo < 0.25 < hi and hi - lo < 0.08
+
+
+def test_label_variants_and_mismatch():
+    probs = np.array([[0.1, 0.5, 0.1, 0.1, 0.1, 0.05, 0.05]])
+    merged = align_probs(probs, FER2013.names, FER2013_NO_DISGUST, "merge-disgust")
+    assert merged[0, FER2013_NO_DISGUST.index("angry")] == pytest.approx(0.6)
+    dropped = align_probs(probs, FER2013.names, FER2013_NO_DISGUST, "no-disgust")
+    assert dropped.sum() == pytest.approx(1) and dropped[0, 0] == pytest.approx(0.2)
+    reordered = align_probs(probs, FER2013.names, RAFDB)
+    assert reordered[0, RAFDB.index("disgust")] == pytest.approx(0.5)
+    with pytest.raises(LabelMismatchError, match="predicts 'contempt'"):
+        align_probs(np.ones((1, 8)) / 8, FERPLUS.names, FER2013)
+    with pytest.raises(LabelMismatchError, match=r"cannot predict \['disgust'\]"):
+        align_probs(np.ones((1, 6)) / 6, FER2013_NO_DISGUST.names, FER2013)
+
+
+def test_bad_model_paths(tmp_path):
+    with pytest.raises(ModelError, match="not a model"):
+        load_predictor("no_such_model_name")
+    with pytest.raises(ModelError, match="model file not found"):
+        load_predictor(tmp_path / "x.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        load_predictor(bad)
+    empty_run = tmp_path / "run"
+    empty_run.mkdir()
+    with pytest.raises(FerkitError, match="no best.pt or last.pt"):
+        load_predictor(empty_run)
+
+
+def test_report_files_and_cli(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from ferkit.cli import _add_optional_commands, app
+    from ferkit.data import write_fer2013_csv
+
+    data, run_dir, onnx_path, _ = trained
+    result = evaluate_models([str(onnx_path)], data, tta="flip", variant="merge-disgust")
+    written = {p.name for p in write_report(result, tmp_path / "out")}
+    assert {"eval.json", "eval.md", "reliability.png"} <= written and any(
+        n.startswith("confusion_") for n in written
+    )
+    md = (tmp_path / "out" / "eval.md").read_text()
+    assert "| **angry** |" in md and "disgust" not in md.split("Confusion matrix")[1]
+    csv_path = write_fer2013_csv(data, tmp_path / "d.csv")
+    _add_optional_commands()
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["eval", str(onnx_path), "--data", str(csv_path), "--out", str(tmp_path / "cli")]
+    )
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "cli" / "eval.json").read_text())
+    assert saved["split"] == "PrivateTest" and saved["entries"][0]["report"]["n"] == 84
+    res = runner.invoke(
+        app, ["report", str(onnx_path), "--data", str(csv_path), "--out", str(tmp_path / "results")]
+    )
+    assert res.exit_code == 0, res.output
+    table = (tmp_path / "results.md").read_text()
+    assert "mini_xception" in table and "(published)" in table
+
+
+def test_unsplit_errors(trained):
+    data, _, onnx_path, _ = trained
+    with pytest.raises(KeyError, match="no split"):
+        evaluate_models([str(onnx_path)], data.split("Training"), split="PrivateTest")
+    assert isinstance(data, FaceDataset)

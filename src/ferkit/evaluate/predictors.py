@@ -18,8 +18,7 @@ import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.runtime.classifier import ModelError, OnnxClassifier
-
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+from ferkit.runtime.models import WEIGHTS_DIR, shipped_models
 
 
 class Predictor(Protocol):
@@ -32,10 +31,6 @@ class Predictor(Protocol):
     def input_size(self) -> int: ...
 
     def predict_proba(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray: ...
-
-
-def shipped_models() -> list[str]:
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.onnx"))
 
 
 class TorchPredictor:

@@ -1,0 +1,64 @@
+"""Helper run *inside the peers' virtualenv* by bench/peers.py (never imports ferkit).
+
+Usage (bench/peers.py does this)::
+
+    PEER_PYTHON bench/_peer_predict.py {fer|what-the-face} faces.npy probs.npy
+
+Reads (N, 48, 48) uint8 face crops, writes (N, 7) probabilities in FER-2013 order
+(angry, disgust, fear, happy, sad, surprise, neutral — both peers use this order) and
+prints the seconds spent classifying.
+"""
+
+import importlib.util
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+
+
+def fer_package(faces: np.ndarray) -> np.ndarray:
+    from fer.fer import FER  # the package root does not re-export it in 25.x
+
+    detector = FER()  # its default path: the bundled mini-Xception (quantised TFLite)
+    x = np.stack([cv2.resize(f, (64, 64)) for f in faces]).astype(np.float32)  # fer resizes crops to 64
+    x = (x / 255.0 - 0.5) * 2.0  # fer's preprocessing (v2)
+    return np.asarray(detector._classify_emotions(x), np.float32)
+
+
+def what_the_face(faces: np.ndarray) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    # Load its network module by path: the package's own inference module imports
+    # torchvision, which does not load with this CPU-only torch. Same weights, same
+    # preprocessing as its transform (48x48 grey, ToTensor = /255).
+    import what_the_face_classification as pkg  # noqa: F401  (only to find the folder)
+
+    folder = os.path.dirname(pkg.__file__)
+    spec = importlib.util.spec_from_file_location("wtf_model", os.path.join(folder, "model.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    side = 48
+    for _ in range(3):  # its calc_latent_dim(): 3x3 conv (no padding) then 2x2 max-pool, three times
+        side = (side - 3 + 1) // 2
+    latent = side * side * 112
+    net = module.SimpleConvolutionalNetwork(
+        3, [[1, 28], [28, 56], [56, 112]], [3, 3, 3], [0, 0, 0], 304, latent
+    )
+    net.load_state_dict(torch.load(os.path.join(folder, "active_model.pth"), map_location="cpu"))
+    net.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(faces).float().unsqueeze(1) / 255.0
+        return torch.cat([F.softmax(net(x[i : i + 256]), 1) for i in range(0, len(x), 256)]).numpy()
+
+
+if __name__ == "__main__":
+    which, src, dst = sys.argv[1:4]
+    faces = np.load(src)
+    start = time.perf_counter()
+    probs = {"fer": fer_package, "what-the-face": what_the_face}[which](faces)
+    seconds = time.perf_counter() - start
+    np.save(dst, probs)
+    print(f"SECONDS {seconds:.6f}")

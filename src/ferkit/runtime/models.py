@@ -1,0 +1,49 @@
+"""Where the runtime finds models: shipped names (``fast``, ``accurate``, ``default``...) or paths.
+
+Usage::
+
+    path = resolve_model("default")      # the shipped default model's .onnx
+    path = resolve_model("my.onnx")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ferkit.runtime.classifier import ModelError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def shipped_models() -> list[str]:
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.onnx"))
+
+
+def default_model_name() -> str:
+    """The shipped default (named in weights/default.json), else the only or 'fast' model."""
+    chooser = WEIGHTS_DIR / "default.json"
+    if chooser.exists():
+        return json.loads(chooser.read_text())["model"]
+    models = shipped_models()
+    if "fast" in models:
+        return "fast"
+    if len(models) == 1:
+        return models[0]
+    raise ModelError("no model ships with this install yet: pass a model file (model='path/to/model.onnx')")
+
+
+def resolve_model(spec: str | os.PathLike) -> Path:
+    """A shipped model name or an existing ``.onnx`` path -> the file's path."""
+    text = str(spec)
+    if text == "default":
+        text = default_model_name()
+    candidate = WEIGHTS_DIR / f"{text}.onnx"
+    if candidate.exists():
+        return candidate
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    shipped = ", ".join(shipped_models()) or "none yet"
+    raise ModelError(f"{spec}: no such model file or shipped model (shipped: {shipped})")

@@ -1,0 +1,138 @@
+"""Face detection + expression classification on images: typed results, batched inference.
+
+Usage::
+
+    from ferkit.runtime.recognize import Recognizer
+    rec = Recognizer("model.onnx", detector="haar")
+    faces = rec.recognize(image)              # list[Face]; image uint8 RGB or grey
+    faces[0].label, faces[0].probs["happy"]
+    per_image = rec.recognize_batch(images)   # every face of every image in one model call
+
+Needs numpy, OpenCV and ONNX Runtime only; importing it never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ferkit.runtime.classifier import OnnxClassifier
+from ferkit.runtime.detect import Detection, FaceDetector, create_detector, to_gray
+
+
+@dataclass(frozen=True)
+class Face:
+    """One recognised face: where it is, how sure the detector is, and the expression."""
+
+    box: tuple[int, int, int, int]  # x, y, width, height
+    score: float
+    probs: dict[str, float]
+    label: str
+    landmarks: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def confidence(self) -> float:
+        return self.probs[self.label]
+
+    def to_dict(self) -> dict:
+        out = {"box": list(self.box), "score": self.score, "label": self.label, "probs": self.probs}
+        if self.landmarks is not None:
+            out["landmarks"] = self.landmarks.round(1).tolist()
+        return out
+
+
+def crop_face(
+    image: np.ndarray, detection: Detection, size: int, margin: float = 0.1, align: bool = False
+) -> np.ndarray:
+    """Grey ``size``x``size`` crop around a detection with FER-2013-like framing.
+
+    ``margin`` widens the box on every side (a fraction of its side). With ``align`` and two
+    eye landmarks the face is rotated so the eyes are level. Outside the image is filled by
+    replicating the border.
+    """
+    gray = to_gray(image)
+    x, y, w, h = detection.box
+    cx, cy = x + w / 2, y + h / 2
+    side = max(w, h) * (1 + 2 * margin)
+    angle = 0.0
+    if align and detection.landmarks is not None and len(detection.landmarks) >= 2:
+        (lx, ly), (rx, ry) = detection.landmarks[:2]
+        angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
+    # One affine warp: rotate about the box centre, scale the box side to ``size``.
+    scale = size / side
+    matrix = cv2.getRotationMatrix2D((cx, cy), angle, scale)
+    matrix[0, 2] += size / 2 - cx
+    matrix[1, 2] += size / 2 - cy
+    return cv2.warpAffine(
+        gray,
+        matrix,
+        (size, size),
+        flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
+class Recognizer:
+    """A classifier (ONNX) and a face detector, owned by the caller (no global cache)."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike | OnnxClassifier = "default",
+        detector: str | FaceDetector = "haar",
+        *,
+        margin: float = 0.1,
+        align: bool = False,
+        min_face: int = 30,
+        threads: int | None = None,
+        **detector_args,
+    ):
+        if isinstance(model, OnnxClassifier):
+            self.classifier = model
+        else:
+            from ferkit.runtime.models import resolve_model
+
+            self.classifier = OnnxClassifier(resolve_model(model), threads=threads)
+        if isinstance(detector, str):
+            if detector == "haar":
+                detector_args.setdefault("min_size", min_face)
+            detector = create_detector(detector, **detector_args)
+        self.detector = detector
+        self.margin, self.align = margin, align
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.classifier.labels
+
+    def recognize(self, image: np.ndarray) -> list[Face]:
+        return self.recognize_batch([image])[0]
+
+    def recognize_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """Detect in every image, then classify all faces in one batched model call."""
+        detections = [self.detector.detect(img) for img in images]
+        size = self.classifier.input_size
+        crops = [
+            crop_face(img, d, size, self.margin, self.align)
+            for img, dets in zip(images, detections, strict=True)
+            for d in dets
+        ]
+        probs = self.classifier.predict_proba(np.stack(crops)) if crops else np.zeros((0, len(self.labels)))
+        out, k = [], 0
+        for dets in detections:
+            faces = []
+            for d in dets:
+                p = probs[k]
+                k += 1
+                faces.append(
+                    Face(
+                        d.box,
+                        d.score,
+                        {n: float(v) for n, v in zip(self.labels, p, strict=True)},
+                        self.labels[int(p.argmax())],
+                        d.landmarks,
+                    )
+                )
+            out.append(faces)
+        return out

@@ -1,0 +1,87 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib import cbook
+
+from ferkit.errors import FerkitError
+from ferkit.imageio import read_image
+from ferkit.runtime.classifier import ModelError
+from ferkit.runtime.detect import Detection, create_detector, list_detectors
+from ferkit.runtime.models import resolve_model
+from ferkit.runtime.recognize import Recognizer, crop_face
+
+GRACE = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+
+
+def test_runtime_never_imports_torch():
+    code = (
+        "import sys; import ferkit.runtime.recognize, ferkit.runtime.classifier, ferkit.evaluate.run; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_haar_finds_grace_hopper():
+    img = read_image(GRACE, color="rgb")
+    faces = create_detector("haar").detect(img)
+    assert len(faces) == 1
+    x, y, w, h = faces[0].box
+    assert 120 < x + w / 2 < 330 and 150 < y + h / 2 < 330 and w > 150  # her face, not the uniform
+
+
+def test_detector_registry_and_none():
+    assert {"haar", "none"} <= set(list_detectors())
+    assert create_detector("none").detect(np.zeros((48, 60), np.uint8))[0].box == (0, 0, 60, 48)
+    with pytest.raises(FerkitError, match="unknown face detector 'yolo'"):
+        create_detector("yolo")
+
+
+def test_huge_image_is_downscaled_and_boxes_mapped_back():
+    img = read_image(GRACE, color="gray")
+    big = np.kron(img, np.ones((4, 4), np.uint8))  # 2400 x 2048
+    small_box = create_detector("haar").detect(img)[0].box
+    big_box = create_detector("haar", max_side=960).detect(big)[0].box
+    assert all(abs(b - 4 * s) < 0.15 * 4 * small_box[2] for b, s in zip(big_box, small_box, strict=True))
+
+
+def test_crop_alignment_levels_the_eyes():
+    img = np.zeros((100, 100), np.uint8)
+    img[40:45, 30:35] = 255  # left eye
+    img[60:65, 65:70] = 255  # right eye, lower: a tilted face
+    det = Detection((20, 20, 60, 60), 1.0, np.array([[32, 42], [67, 62]], np.float32))
+    aligned = crop_face(img, det, 48, margin=0.0, align=True)
+    ys = [np.argmax(aligned[:, :24].max(1)), np.argmax(aligned[:, 24:].max(1))]
+    assert abs(int(ys[0]) - int(ys[1])) <= 2
+    assert crop_face(img, det, 48).shape == (48, 48)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ModelError, match="no such model file or shipped model"):
+        resolve_model("surely-not-a-model")
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory):
+    from ferkit.export import export_onnx
+    from ferkit.train import fit
+    from test_train import learnable, quick_cfg
+
+    root = tmp_path_factory.mktemp("rt")
+    run = fit(quick_cfg(root, epochs=1), dataset=learnable(n_per_class=10)).run_dir
+    return export_onnx(run, root / "m.onnx").path
+
+
+def test_recognize_batch_types(onnx_model):
+    rec = Recognizer(onnx_model, detector="haar")
+    img = read_image(GRACE, color="rgb")
+    blank = np.full((200, 200, 3), 128, np.uint8)
+    results = rec.recognize_batch([img, blank, img])
+    assert [len(r) for r in results] == [1, 0, 1]
+    face = results[0][0]
+    assert face.label in rec.labels and abs(sum(face.probs.values()) - 1) < 1e-4
+    # Batching does not change answers (beyond float rounding).
+    assert np.allclose(list(results[0][0].probs.values()), list(results[2][0].probs.values()), atol=1e-6)
+    assert set(face.to_dict()) >= {"box", "score", "label", "probs"}

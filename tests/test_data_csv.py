@@ -127,3 +127,13 @@ def test_gzip_text_is_readable(tmp_path, small_dataset):
     with gzip.open(p, "rt") as f:
         assert f.readline().strip() == "emotion,pixels,Usage"
     assert len(read_fer2013_csv(p)) == len(small_dataset)
+
+
+def test_written_files_get_the_usual_mode(tmp_path, small_dataset):
+    import os
+    import stat
+
+    p = write_fer2013_csv(small_dataset, tmp_path / "m.csv")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask

@@ -85,3 +85,44 @@ def test_recognize_batch_types(onnx_model):
     # Batching does not change answers (beyond float rounding).
     assert np.allclose(list(results[0][0].probs.values()), list(results[2][0].probs.values()), atol=1e-6)
     assert set(face.to_dict()) >= {"box", "score", "label", "probs"}
+
+
+def test_predict_cli_reports_bad_files_and_writes_outputs(tmp_path, onnx_model):
+    import csv
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from ferkit.cli import _add_optional_commands, app
+
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    shutil.copy(GRACE, photos / "a.jpg")
+    shutil.copy(GRACE, photos / "sub" / "a.jpg")  # same name in another folder
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (photos / "empty.png").write_bytes(b"")
+    _add_optional_commands()
+    args = [
+        "predict",
+        str(photos),
+        "--model",
+        str(onnx_model),
+        "--json",
+        str(tmp_path / "f.jsonl"),
+        "--csv",
+        str(tmp_path / "f.csv"),
+        "--annotate",
+        str(tmp_path / "ann"),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "2 image(s) read, 2 face(s) found, 2 failed" in result.output
+    assert "broken.jpg: truncated JPEG" in result.output and "empty.png: file is empty" in result.output
+    records = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and {"file", "box", "label", "probs"} <= set(records[0])
+    rows = list(csv.DictReader((tmp_path / "f.csv").open()))
+    assert len(rows) == 2 and abs(sum(float(rows[0][k]) for k in records[0]["probs"]) - 1) < 1e-4
+    assert sorted(p.name for p in (tmp_path / "ann").iterdir()) == ["a.png", "a_1.png"]
+    strict = CliRunner().invoke(app, [*args, "--strict"])
+    assert strict.exit_code == 1

@@ -58,6 +58,7 @@ def test_config_layers_and_errors(tmp_path):
         5.0,
         0.0,
     )
+    assert cfg.weight_decay == 5e-4
     assert cfg.model_args == {"dropout": 0.3} and cfg.freeze == ["conv1", "layer1"]
     assert config_from_dict(config_to_dict(cfg)) == cfg
     with pytest.raises(ConfigError, match="unknown config key 'lr_max'"):

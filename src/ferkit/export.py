@@ -86,6 +86,37 @@ def card_metadata(
     return meta
 
 
+def card_json(meta: dict[str, str]) -> dict[str, Any]:
+    """metadata_props (all strings) as a JSON document, nested values decoded."""
+    out: dict[str, Any] = {}
+    for key, value in meta.items():
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def metrics_from_eval(eval_json: dict[str, Any]) -> dict[str, Any]:
+    """Card metrics from one ``ferkit eval`` result (its first entry), keyed by split and TTA."""
+    entry = eval_json["entries"][0]
+    report = entry["report"]
+    key = f"{eval_json['split']}" + ("" if eval_json["tta"] == "none" else f"_tta_{eval_json['tta']}")
+    if eval_json.get("variant", "fer2013") != "fer2013":
+        key += f"_{eval_json['variant']}"
+    return {
+        key: {
+            "accuracy": report["accuracy"],
+            "accuracy_ci95": entry["accuracy_ci95"],
+            "macro_f1": report["macro_f1"],
+            "balanced_accuracy": report["balanced_accuracy"],
+            "ece": entry["ece"],
+            "per_class_f1": {name: m["f1"] for name, m in report["per_class"].items()},
+            "n": report["n"],
+        }
+    }
+
+
 def export_onnx(
     source: str | os.PathLike,
     out: str | os.PathLike,
@@ -126,6 +157,8 @@ def export_onnx(
         entry.key, entry.value = key, value
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
+    with atomic_path(out.with_suffix(".json")) as tmp:  # the same card, readable beside the file
+        tmp.write_text(json.dumps(card_json(card), indent=2))
     # Verify: same inputs through torch and ONNX Runtime.
     if check_batch is None:
         check_batch = np.random.default_rng(0).random((16, chans, size, size), dtype=np.float32)

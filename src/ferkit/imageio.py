@@ -67,7 +67,9 @@ def _pillow_decode(data: bytes, source: str, color: Color) -> np.ndarray:
             return np.asarray(im.convert("L" if color == "gray" else "RGB"))
     except DataError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError as exc:
+        raise DataError(source, "not a readable image (unknown format or corrupt data)") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(source, f"not a readable image ({exc})") from exc
     except Image.DecompressionBombError as exc:  # pragma: no cover - depends on Pillow limit
         raise DataError(source, f"image is too large to decode ({exc})") from exc

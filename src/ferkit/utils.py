@@ -16,6 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def cache_dir(*parts: str) -> Path:
     """ferkit's cache folder (``$FERKIT_CACHE_DIR`` or ``~/.cache/ferkit``), created on use."""
     root = os.environ.get("FERKIT_CACHE_DIR") or os.path.join(
@@ -42,6 +48,7 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
         os.close(fd)
         tmp = Path(name)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; users expect their usual mode
     try:
         yield tmp
         if is_dir and path.exists():

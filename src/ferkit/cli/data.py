@@ -42,7 +42,7 @@ def _load(
 def _report_skipped(ds: FaceDataset, limit: int = 20) -> None:
     if not ds.skipped:
         return
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # one line per skipped file, greppable
     err.print(f"[yellow]skipped {len(ds.skipped)} bad item(s):[/]")
     for item in ds.skipped[:limit]:
         err.print(f"  {item}", highlight=False, markup=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -54,27 +53,20 @@ def eval_cmd(
 
 def export_cmd(
     source: Path = typer.Argument(..., help="Run folder or checkpoint."),
-    out: Path = typer.Option(..., help="ONNX file to write."),
-    metrics: Optional[Path] = typer.Option(
-        None, help="eval.json whose first entry's metrics go into the card."
-    ),
+    out: Path = typer.Option(..., help="ONNX file to write (the card goes beside it as .json)."),
+    metrics: list[Path] = typer.Option([], help="eval.json from ferkit eval (repeatable) for the card."),
 ) -> None:
-    """Export to ONNX (dynamic batch, labels/preprocessing/recipe in metadata); verify against torch."""
+    """Export to ONNX (dynamic batch, labels/preprocessing/recipe/metrics in metadata); verify vs torch."""
     import json
 
-    from ferkit.export import export_onnx
+    from ferkit.export import export_onnx, metrics_from_eval
 
-    card_metrics = None
-    if metrics:
-        entry = json.loads(metrics.read_text())["entries"][0]
-        card_metrics = {
-            "accuracy": entry["report"]["accuracy"],
-            "macro_f1": entry["report"]["macro_f1"],
-            "ece": entry["ece"],
-        }
-    report = export_onnx(source, out, metrics=card_metrics)
+    card_metrics: dict = {}
+    for path in metrics:
+        card_metrics.update(metrics_from_eval(json.loads(path.read_text())))
+    report = export_onnx(source, out, metrics=card_metrics or None)
     console.print(
-        f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB); "
+        f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB) and {report.path.with_suffix('.json')}; "
         f"max |ONNX - torch| = {report.max_abs_diff:.2e}"
     )
 

@@ -94,7 +94,7 @@ def default_callbacks(cfg: TrainConfig) -> list:
 
 
 def final_evaluation(state):
-    """Evaluate the best checkpoint on the test split; write ``test_metrics.json``."""
+    """Evaluate the best checkpoint (fp32) on the test split; write ``test_metrics.json``."""
     from ferkit.train.checkpoint import model_from_checkpoint
     from ferkit.train.loop import TrainResult, evaluate
 
@@ -105,9 +105,8 @@ def final_evaluation(state):
         model = model_from_checkpoint(load_checkpoint(best_path)).to(state.device)
         if state.cfg.channels_last:
             model.to(memory_format=torch.channels_last)
-        _, test_acc, probs = evaluate(
-            model, state.data.test, state.data, state.device, state.precision, state.cfg
-        )
+        # fp32, as exported models run: the reported number is the one users reproduce.
+        _, test_acc, probs = evaluate(model, state.data.test, state.data, state.device, "fp32", state.cfg)
         report = classification_report(
             state.data.test.labels.cpu().numpy(), probs.numpy(), state.data.label_set.names
         )

@@ -112,6 +112,11 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
     if isinstance(current, float):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "5e-4" as text
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"config {key}: expected a number, got {value!r}")
     if isinstance(current, tuple):
         if isinstance(value, (list, tuple)) and len(value) == len(current):

@@ -1,0 +1,96 @@
+"""``ferkit predict``: expressions in image files, folders and globs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def predict(
+    inputs: list[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
+    model: str = typer.Option("default", help="Shipped model name or .onnx file."),
+    detector: str = typer.Option("haar", help="Face detector: haar, or none for face crops."),
+    min_face: int = typer.Option(30, help="Smallest face side to detect (pixels)."),
+    align: bool = typer.Option(False, help="Rotate faces so the eyes are level (when found)."),
+    json_out: Optional[Path] = typer.Option(
+        None, "--json", help="Write one JSON record per face (JSON Lines)."
+    ),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per face."),
+    annotate_dir: Optional[Path] = typer.Option(None, "--annotate", help="Write annotated images here."),
+    strict: bool = typer.Option(False, help="Exit 1 if any input could not be read."),
+    batch_size: int = typer.Option(16, help="Images decoded and classified together."),
+) -> None:
+    """Detect faces and recognise their expressions; bad files are reported, never fatal."""
+    from ferkit.progress import progress_iter
+    from ferkit.runtime.batch import expand_inputs, output_name, predict_files
+    from ferkit.runtime.recognize import Recognizer
+    from ferkit.utils import atomic_path
+
+    recognizer = Recognizer(model, detector=detector, min_face=min_face, align=align)
+    labels = list(recognizer.labels)
+    paths, missing = expand_inputs(inputs)
+    if annotate_dir:
+        annotate_dir.mkdir(parents=True, exist_ok=True)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    table = Table(title="faces")
+    for col in ("file", "box (x, y, w, h)", "label", "confidence"):
+        table.add_column(col)
+    records, failed, n_faces, used = [], list(missing), 0, set()
+    results = predict_files(paths, recognizer, batch_size=batch_size, keep_images=annotate_dir is not None)
+    for result in progress_iter(results, description="images", total=len(paths), enabled=None):
+        if result.error:
+            failed.append(result)
+            continue
+        for face in result.faces:
+            n_faces += 1
+            records.append({"file": result.path, **face.to_dict()})
+            if len(paths) <= 50:
+                table.add_row(result.path, str(face.box), face.label, f"{face.confidence:.1%}")
+        if annotate_dir and result.image is not None:
+            import cv2
+
+            from ferkit.runtime.draw import annotate
+
+            drawn = annotate(result.image, result.faces)
+            ok, buf = cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+            with atomic_path(output_name(result.path, annotate_dir, used)) as tmp:
+                tmp.write_bytes(buf.tobytes())
+    if len(paths) <= 50:
+        console.print(table)
+    if json_out:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    if csv_out:
+        with atomic_path(csv_out) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "x", "y", "w", "h", "score", "label", *labels])
+            for r in records:
+                writer.writerow(
+                    [
+                        r["file"],
+                        *r["box"],
+                        f"{r['score']:.4f}",
+                        r["label"],
+                        *(f"{r['probs'][n]:.6f}" for n in labels),
+                    ]
+                )
+    err = Console(stderr=True, soft_wrap=True)  # one line per skipped file, greppable
+    read_ok = len(paths) - (len(failed) - len(missing))
+    err.print(f"{read_ok} image(s) read, {n_faces} face(s) found, {len(failed)} failed")
+    for result in failed[:50]:
+        err.print(f"  [yellow]skipped[/] {result.path}: {result.error}", highlight=False)
+    if len(failed) > 50:
+        err.print(f"  ... and {len(failed) - 50} more")
+    if strict and failed:
+        raise typer.Exit(1)
+
+
+def register(root: typer.Typer) -> None:
+    root.command()(predict)

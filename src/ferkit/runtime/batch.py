@@ -1,0 +1,86 @@
+"""Recognise expressions in many image files: expand inputs, decode safely, batch, report failures.
+
+Usage::
+
+    for item in predict_files(["photos/", "*.jpg"], recognizer):
+        item.path, item.faces, item.error       # error is a message when the file was bad
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.errors import DataError
+from ferkit.imageio import is_image_name, read_image
+from ferkit.runtime.recognize import Face, Recognizer
+
+
+@dataclass
+class ImageResult:
+    path: str
+    faces: list[Face] = field(default_factory=list)
+    error: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False)  # kept only when asked (annotation)
+
+
+def expand_inputs(inputs: Iterable[str]) -> tuple[list[str], list[ImageResult]]:
+    """Files, folders (recursively, image extensions) and globs -> sorted paths; missing ones as errors."""
+    paths: list[str] = []
+    missing: list[ImageResult] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            for root, dirs, files in os.walk(item):
+                dirs.sort()
+                paths += [
+                    os.path.join(root, f) for f in sorted(files) if is_image_name(f) and not f.startswith(".")
+                ]
+        elif os.path.exists(item):
+            paths.append(item)
+        else:
+            matches = sorted(glob.glob(item, recursive=True))
+            if matches:
+                paths += [m for m in matches if os.path.isfile(m)]
+            else:
+                missing.append(ImageResult(item, error="no such file, folder or glob match"))
+    return paths, missing
+
+
+def predict_files(
+    paths: list[str], recognizer: Recognizer, *, batch_size: int = 16, keep_images: bool = False
+) -> Iterator[ImageResult]:
+    """Yield one result per path, in order; unreadable files yield their error and the job goes on."""
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        images, results = [], []
+        for path in chunk:
+            result = ImageResult(path)
+            try:
+                image = read_image(path, color="rgb")
+                images.append(image)
+                if keep_images:
+                    result.image = image
+            except DataError as exc:
+                result.error = exc.problem
+            results.append(result)
+        faces = recognizer.recognize_batch(images) if images else []
+        it = iter(faces)
+        for result in results:
+            if result.error is None:
+                result.faces = next(it)
+            yield result
+
+
+def output_name(path: str, out_dir: Path, used: set[str]) -> Path:
+    """A unique PNG name in ``out_dir`` for an input path (same stems in different folders)."""
+    stem = Path(path).stem or "image"
+    name, k = f"{stem}.png", 1
+    while name in used:
+        name, k = f"{stem}_{k}.png", k + 1
+    used.add(name)
+    return out_dir / name

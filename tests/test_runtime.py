@@ -126,3 +126,28 @@ def test_predict_cli_reports_bad_files_and_writes_outputs(tmp_path, onnx_model):
     assert sorted(p.name for p in (tmp_path / "ann").iterdir()) == ["a.png", "a_1.png"]
     strict = CliRunner().invoke(app, [*args, "--strict"])
     assert strict.exit_code == 1
+
+
+@pytest.mark.parametrize("name", ["haar", "hog"])
+def test_each_detector_finds_the_astronaut(name):
+    from skimage import data
+
+    faces = create_detector(name).detect(data.astronaut())
+    assert len(faces) >= 1
+    x, y, w, h = faces[0].box
+    assert 190 < x + w / 2 < 250 and 100 < y + h / 2 < 140 and 60 < w < 130  # Eileen Collins' face
+
+
+def test_hog_needs_dlib_message(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_dlib(name, *args, **kwargs):
+        if name == "dlib":
+            raise ImportError("no dlib")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dlib)
+    with pytest.raises(FerkitError, match=r'needs dlib: pip install "ferkit\[detect\]"'):
+        create_detector("hog")

@@ -68,7 +68,8 @@ def card_metadata(
         "normalization": json.dumps({"mean": pre["mean"], "std": pre["std"], "applied_in_graph": True}),
         "output": "probabilities (softmax in graph)",
         "recipe": json.dumps(ckpt.get("config", {})),
-        "epochs": str(ckpt.get("epoch", "")),
+        "epochs": str(ckpt.get("epoch", "")),  # epochs these weights were trained for
+        "schedule_epochs": str(ckpt.get("config", {}).get("epochs", "")),  # the run's planned length
         "best_epoch": str(ckpt.get("best_epoch", "")),
         "train_seconds": f"{sum(r.get('seconds', 0.0) for r in history):.0f}",
         "hardware": ckpt.get("hardware", ""),

@@ -56,6 +56,17 @@ class TorchPredictor:
         self.color = pre["color"]
         self.name = str(path)
         self.checkpoint = ckpt
+        from ferkit.export import card_json, card_metadata
+        from ferkit.runtime.classifier import ModelCard
+
+        # The card an export of this checkpoint would carry (report tables read it).
+        self.card = ModelCard(
+            self._labels,
+            self._size,
+            self.color,
+            ckpt["model_name"],
+            card_json(card_metadata(ckpt, None, self.model)),
+        )
 
     @property
     def labels(self) -> tuple[str, ...]:

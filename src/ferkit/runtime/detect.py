@@ -9,6 +9,7 @@ Detectors:
 - ``haar``: OpenCV's frontal-face cascade (ships with opencv-python-headless 4.x); works
   offline on any install. Knobs: ``scale_factor``, ``min_neighbors``, ``min_size``; eye
   centres from OpenCV's eye cascade become landmarks for optional alignment.
+- ``hog``: dlib's HOG detector (``pip install "ferkit[detect]"``): more robust, ~30 ms at 640x480.
 - ``none``: the input already is a face crop (like FER-2013 images): one box, the whole image.
 
 Images larger than ``max_side`` are downscaled for detection and boxes mapped back.
@@ -159,3 +160,39 @@ class WholeImage:
     def detect(self, image: np.ndarray) -> list[Detection]:
         h, w = image.shape[:2]
         return [Detection((0, 0, int(w), int(h)), 1.0, None)]
+
+
+@register_detector("hog")
+class HogDetector:
+    """dlib's HOG + linear SVM frontal-face detector (``pip install "ferkit[detect]"``: dlib-bin).
+
+    No model file to download; more robust than Haar to lighting, slower on big images.
+    ``upsample`` > 0 finds smaller faces at 4x the cost per step. Score: the SVM margin.
+    """
+
+    name = "hog"
+
+    def __init__(self, upsample: int = 0, threshold: float = 0.0, max_side: int = 960, min_size: int = 0):
+        try:
+            import dlib
+        except ImportError as exc:
+            raise FerkitError(
+                "the 'hog' detector needs dlib: pip install \"ferkit[detect]\" (dlib-bin)"
+            ) from exc
+        self.detector = dlib.get_frontal_face_detector()
+        self.upsample, self.threshold, self.max_side, self.min_size = upsample, threshold, max_side, min_size
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        gray = to_gray(image)
+        small, scale = _downscale(gray, self.max_side)
+        rects, scores, _ = self.detector.run(small, self.upsample, self.threshold)
+        out = []
+        h, w = gray.shape[:2]
+        for rect, score in zip(rects, scores, strict=True):
+            x0, y0 = max(0, rect.left()), max(0, rect.top())
+            x1, y1 = min(small.shape[1], rect.right()), min(small.shape[0], rect.bottom())
+            box = tuple(int(round(v / scale)) for v in (x0, y0, x1 - x0, y1 - y0))
+            if box[2] >= self.min_size:
+                out.append(Detection(box, float(score)))  # type: ignore[arg-type]
+        out.sort(key=lambda d: -d.box[2] * d.box[3])
+        return out

@@ -150,3 +150,15 @@ def test_unsplit_errors(trained):
     with pytest.raises(KeyError, match="no split"):
         evaluate_models([str(onnx_path)], data.split("Training"), split="PrivateTest")
     assert isinstance(data, FaceDataset)
+
+
+def test_int8_quantisation_keeps_card_and_accuracy(trained, tmp_path):
+    from ferkit.export import quantize_int8
+
+    data, _, onnx_path, _ = trained
+    train, val = data.pick("train"), data.pick("val")
+    q = quantize_int8(onnx_path, tmp_path / "m.int8.onnx", train.images[:128], val.images, val.labels)
+    clf = load_predictor(q.path)
+    assert clf.labels == load_predictor(onnx_path).labels
+    assert clf.card.extra["quantization"].startswith("int8")
+    assert abs(q.int8_accuracy - q.fp32_accuracy) <= 0.1

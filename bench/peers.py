@@ -11,6 +11,8 @@ dependencies). Make it once::
     python3 -m venv ~/.cache/ferkit/peers-venv
     ~/.cache/ferkit/peers-venv/bin/pip install fer tensorflow-cpu what-the-face-classification \
         torch==2.13.0 "setuptools<80"
+    ~/.cache/ferkit/peers-venv/bin/pip uninstall -y opencv-python opencv-contrib-python
+    ~/.cache/ferkit/peers-venv/bin/pip install "opencv-contrib-python<5"   # 5.x has no Haar cascades
 
 Prints accuracy, macro-F1 and ms/face for each, classifying the 48x48 crops directly
 (no face detection: every model sees the same faces).

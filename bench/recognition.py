@@ -1,0 +1,148 @@
+"""Recognition speed on this machine: classifier faces/s, detector ms, end-to-end images/s, vs fer.
+
+Usage::
+
+    python bench/recognition.py [--peer-python ~/.cache/ferkit/peers-venv/bin/python] [--repeat 20]
+
+Test images are 640x480 frames holding one real photo each (scikit-image's astronaut,
+matplotlib's Grace Hopper) so detectors have a real face to find. Also prints what each
+detector finds on the photos that ship in packages (astronaut, camera, Grace Hopper).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.runtime.classifier import OnnxClassifier
+from ferkit.runtime.detect import create_detector, list_detectors
+from ferkit.runtime.models import resolve_model, shipped_models
+from ferkit.runtime.recognize import Recognizer
+
+HERE = Path(__file__).resolve().parent
+
+
+def photos() -> dict[str, np.ndarray]:
+    from matplotlib import cbook
+    from skimage import data
+
+    from ferkit.imageio import read_image
+
+    grey_camera = data.camera()
+    return {
+        "astronaut": data.astronaut(),
+        "camera": np.repeat(grey_camera[..., None], 3, axis=2),
+        "grace_hopper": read_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), color="rgb"),
+    }
+
+
+def frame_640x480(photo: np.ndarray) -> np.ndarray:
+    import cv2
+
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    scale = min(480 / photo.shape[0], 640 / photo.shape[1])
+    small = cv2.resize(
+        photo, (int(photo.shape[1] * scale), int(photo.shape[0] * scale)), interpolation=cv2.INTER_AREA
+    )
+    frame[: small.shape[0], : small.shape[1]] = small
+    return frame
+
+
+def timeit(fn, repeat: int) -> float:
+    fn()  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - start) / repeat
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--peer-python", default=os.path.expanduser("~/.cache/ferkit/peers-venv/bin/python"))
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (1024, 48, 48), dtype=np.uint8)
+    print(f"cores: {os.cpu_count()}\n\n## Classifier (ONNX Runtime)\n")
+    print("| model | faces/s batch 1 | faces/s batch 64 |")
+    print("| --- | ---: | ---: |")
+    for name in shipped_models():
+        clf = OnnxClassifier(resolve_model(name))
+        one = (
+            timeit(
+                lambda clf=clf: [clf.predict_proba(faces[i : i + 1]) for i in range(64)],
+                max(1, args.repeat // 4),
+            )
+            / 64
+        )
+        batched = timeit(
+            lambda clf=clf: clf.predict_proba(faces, batch_size=64), max(1, args.repeat // 4)
+        ) / len(faces)
+        print(f"| {name} | {1 / one:,.0f} | {1 / batched:,.0f} |")
+
+    pics = photos()
+    frames = [frame_640x480(pics["astronaut"]), frame_640x480(pics["grace_hopper"])]
+    print("\n## Detectors on 640x480 frames\n")
+    print("| detector | ms / image | end-to-end images/s (default model) |")
+    print("| --- | ---: | ---: |")
+    e2e = {}
+    for det_name in [d for d in list_detectors() if d != "none"]:
+        try:
+            detector = create_detector(det_name)
+        except Exception as exc:  # an optional detector that is not installed
+            print(f"| {det_name} | not available: {exc} | |")
+            continue
+        ms = timeit(lambda d=detector: [d.detect(f) for f in frames], args.repeat) / len(frames) * 1000
+        rec = Recognizer("default", detector=detector)
+        per_image = timeit(lambda r=rec: [r.recognize(f) for f in frames], args.repeat) / len(frames)
+        e2e[det_name] = 1 / per_image
+        print(f"| {det_name} | {ms:.1f} | {1 / per_image:,.1f} |")
+
+    if Path(args.peer_python).exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            np.save(Path(tmp, "frames.npy"), np.stack(frames))
+            proc = subprocess.run(
+                [
+                    args.peer_python,
+                    str(HERE / "_peer_predict.py"),
+                    "fer-e2e",
+                    str(Path(tmp, "frames.npy")),
+                    str(Path(tmp, "out.npy")),
+                    str(args.repeat),
+                ],
+                capture_output=True,
+                text=True,
+            )
+            if proc.returncode == 0:
+                fer_ips = 1 / float(proc.stdout.split("SECONDS")[-1])
+                print(f"| fer package (its Haar + mini-Xception) | | {fer_ips:,.1f} |")
+                for name, ips in e2e.items():
+                    print(f"\nferkit {name} end-to-end / fer: {ips / fer_ips:.1f}x")
+            else:
+                print(f"fer package: failed: {proc.stderr.strip().splitlines()[-1:]}")
+
+    print("\n## Photos that ship in packages\n")
+    rec_by = {d: Recognizer("default", detector=d) for d in list_detectors() if d != "none" and _available(d)}
+    for name, photo in pics.items():
+        for det_name, rec in rec_by.items():
+            found = rec.recognize(photo)
+            desc = "; ".join(f"{f.box} {f.label} {f.confidence:.0%}" for f in found) or "no face"
+            print(f"- {name} ({photo.shape[1]}x{photo.shape[0]}), {det_name}: {desc}")
+
+
+def _available(name: str) -> bool:
+    try:
+        create_detector(name)
+        return True
+    except Exception:
+        return False
+
+
+if __name__ == "__main__":
+    main()

@@ -269,3 +269,9 @@ def test_resume_after_kill_9(tmp_path):
     b = load_checkpoint(last)
     assert b["epoch"] == 4
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_progress_bar_path_runs(tmp_path, capsys):
+    result = fit(quick_cfg(tmp_path, epochs=1, progress=True), dataset=learnable(n_per_class=8))
+    assert result.epochs == 1
+    assert "epoch 1/1" in capsys.readouterr().err

@@ -553,32 +553,27 @@ def _ema_model(state: TrainState) -> nn.Module:
 
 
 def _run_epoch(state: TrainState, model: nn.Module) -> EpochStats:
+    """One epoch, under a progress bar (loss, accuracy, img/s, ETA) when one is wanted."""
     cfg = state.cfg
     show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
-    if not show:
-        return train_one_epoch(
-            model,
-            state.data,
-            state.optimizer,
-            state.scheduler,
-            cfg,
-            state.epoch,
-            state.device,
-            state.precision,
-            state.ema,
-        )
-    from ferkit.progress import make_progress
+    on_batch = None
+    with contextlib.ExitStack() as stack:
+        if show:
+            from ferkit.progress import make_progress
 
-    with make_progress(transient=True) as progress:
-        task = progress.add_task(f"epoch {state.epoch + 1}/{cfg.epochs}", total=None, rate="-", info="")
-        start = time.perf_counter()
-        batch = cfg.batch_size
+            progress = stack.enter_context(make_progress(transient=True))
+            task = progress.add_task(f"epoch {state.epoch + 1}/{cfg.epochs}", total=None, rate="-", info="")
+            start = time.perf_counter()
 
-        def on_batch(i: int, n: int, loss: float, acc: float) -> None:
-            rate = i * batch / max(time.perf_counter() - start, 1e-9)
-            progress.update(
-                task, completed=i, total=n, rate=f"{rate:,.0f} img/s", info=f"loss {loss:.3f} acc {acc:.3f}"
-            )
+            def on_batch(i: int, n: int, loss: float, acc: float) -> None:
+                rate = i * cfg.batch_size / max(time.perf_counter() - start, 1e-9)
+                progress.update(
+                    task,
+                    completed=i,
+                    total=n,
+                    rate=f"{rate:,.0f} img/s",
+                    info=f"loss {loss:.3f} acc {acc:.3f}",
+                )
 
         return train_one_epoch(
             model,

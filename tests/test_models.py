@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -56,3 +57,33 @@ def test_resnet_names_match_torchvision():
         "fc.weight",
     } <= keys
     assert not any(k.startswith(("stem", "features")) for k in keys)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_onnx_export_agrees_with_torch(name, tmp_path):
+    """Every registered model exports (dynamic batch) and ONNX Runtime matches torch."""
+    from ferkit.export import export_onnx
+    from ferkit.runtime.classifier import OnnxClassifier
+    from ferkit.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    ckpt = {
+        "model_name": name,
+        "model_args": model.ferkit_args,
+        "label_names": [f"c{i}" for i in range(7)],
+        "preprocessing": {"input_size": 48, "color": "gray", "mean": 0.5, "std": 0.25},
+        "model": model.state_dict(),
+    }
+    save_checkpoint(tmp_path / "m.pt", ckpt)
+    report = export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx")
+    assert report.max_abs_diff < 1e-4
+    clf = OnnxClassifier(tmp_path / "m.onnx")
+    faces = np.random.default_rng(0).integers(
+        0, 256, (5, 48, 48), dtype=np.uint8
+    )  # batch 5 != export batch 2
+    with torch.no_grad():
+        expected = torch.softmax(
+            model((torch.from_numpy(faces).float()[:, None] / 255 - 0.5) / 0.25), 1
+        ).numpy()
+    assert np.abs(clf.predict_proba(faces) - expected).max() < 1e-4

@@ -151,3 +151,43 @@ def test_hog_needs_dlib_message(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_dlib)
     with pytest.raises(FerkitError, match=r'needs dlib: pip install "ferkit\[detect\]"'):
         create_detector("hog")
+
+
+@pytest.mark.slow
+def test_ten_thousand_images_with_corrupt_ones(tmp_path):
+    import csv
+
+    import cv2
+    from typer.testing import CliRunner
+
+    from ferkit.cli import _add_optional_commands, app
+
+    folder = tmp_path / "many"
+    rng = np.random.default_rng(0)
+    good = [
+        cv2.imencode(".png", rng.integers(0, 256, (48, 48), dtype=np.uint8))[1].tobytes() for _ in range(50)
+    ]
+    bad = {137: b"", 4242: b"\x89PNG\r\n\x1a\n broken", 9999: good[0][:40]}
+    for i in range(10_000):
+        sub = folder / f"part{i % 10}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"img{i:05d}.png").write_bytes(bad.get(i, good[i % 50]))
+    _add_optional_commands()
+    args = [
+        "predict",
+        str(folder),
+        "--detector",
+        "none",
+        "--csv",
+        str(tmp_path / "out.csv"),
+        "--batch-size",
+        "256",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "9997 image(s) read, 9997 face(s) found, 3 failed" in result.output
+    for i in bad:
+        assert f"img{i:05d}.png: " in result.output
+    with open(tmp_path / "out.csv") as f:
+        assert sum(1 for _ in csv.DictReader(f)) == 9997
+    assert CliRunner().invoke(app, [*args, "--strict"]).exit_code == 1

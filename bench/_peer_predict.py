@@ -61,11 +61,14 @@ def fer_end_to_end(frames: np.ndarray, repeat: int) -> float:
     detector = FER()
     bgr = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames]
     detector.detect_emotions(bgr[0])  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeat):
-        for f in bgr:
-            detector.detect_emotions(f)
-    return (time.perf_counter() - start) / (repeat * len(bgr))
+    best = float("inf")
+    for _ in range(5):  # best of 5 rounds, as bench/recognition.py does for ferkit
+        start = time.perf_counter()
+        for _ in range(repeat):
+            for f in bgr:
+                detector.detect_emotions(f)
+        best = min(best, (time.perf_counter() - start) / (repeat * len(bgr)))
+    return best
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ from ferkit.evaluate.ensemble import combine, fit_weights
 from ferkit.evaluate.metrics import bootstrap_accuracy_ci, expected_calibration_error
 from ferkit.evaluate.predictors import load_predictor
 from ferkit.evaluate.run import evaluate_models, write_report
-from ferkit.evaluate.tta import predict_tta, tta_views
 from ferkit.labels import FER2013, FER2013_NO_DISGUST, FERPLUS, RAFDB
 from ferkit.runtime.classifier import ModelError
+from ferkit.runtime.tta import predict_tta, tta_views
 
 
 @pytest.fixture(scope="module")

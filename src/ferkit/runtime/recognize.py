@@ -3,7 +3,7 @@
 Usage::
 
     from ferkit.runtime.recognize import Recognizer
-    rec = Recognizer("model.onnx", detector="haar")
+    rec = Recognizer("model.onnx")              # detector "auto", mirror TTA (tta="none" to skip)
     faces = rec.recognize(image)              # list[Face]; image uint8 RGB or grey
     faces[0].label, faces[0].probs["happy"]
     per_image = rec.recognize_batch(images)   # every face of every image in one model call
@@ -21,6 +21,7 @@ import numpy as np
 
 from ferkit.runtime.classifier import OnnxClassifier
 from ferkit.runtime.detect import Detection, FaceDetector, create_detector, to_gray
+from ferkit.runtime.tta import predict_tta
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,11 @@ class Recognizer:
     def __init__(
         self,
         model: str | os.PathLike | OnnxClassifier = "default",
-        detector: str | FaceDetector = "haar",
+        detector: str | FaceDetector = "auto",
         *,
         margin: float = 0.1,
         align: bool = False,
+        tta: str = "flip",
         min_face: int = 30,
         threads: int | None = None,
         **detector_args,
@@ -96,11 +98,11 @@ class Recognizer:
 
             self.classifier = OnnxClassifier(resolve_model(model), threads=threads)
         if isinstance(detector, str):
-            if detector == "haar":
+            if detector in ("haar", "auto", "blazeface", "hog"):
                 detector_args.setdefault("min_size", min_face)
             detector = create_detector(detector, **detector_args)
         self.detector = detector
-        self.margin, self.align = margin, align
+        self.margin, self.align, self.tta = margin, align, tta
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -118,7 +120,11 @@ class Recognizer:
             for img, dets in zip(images, detections, strict=True)
             for d in dets
         ]
-        probs = self.classifier.predict_proba(np.stack(crops)) if crops else np.zeros((0, len(self.labels)))
+        probs = (
+            predict_tta(self.classifier, np.stack(crops), self.tta)
+            if crops
+            else np.zeros((0, len(self.labels)))
+        )
         out, k = [], 0
         for dets in detections:
             faces = []

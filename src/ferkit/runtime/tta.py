@@ -41,9 +41,17 @@ def tta_views(faces: np.ndarray, mode: str, crop_fraction: float = 42 / 48) -> l
 
 
 def predict_tta(predictor, faces: np.ndarray, mode: str = "none", batch_size: int = 256) -> np.ndarray:
-    views = tta_views(np.asarray(faces), mode)
-    total = None
-    for v in views:
-        p = predictor.predict_proba(np.ascontiguousarray(v), batch_size=batch_size)
-        total = p if total is None else total + p
-    return total / len(views)
+    """Mean probabilities over the TTA views; all views of a batch go through one model call."""
+    faces = np.asarray(faces)
+    views = tta_views(faces, mode)
+    if len(views) == 1:
+        return predictor.predict_proba(faces, batch_size=batch_size)
+    n = len(faces)
+    out = []
+    for start in range(0, n, max(1, batch_size // len(views))):
+        chunk = np.concatenate(
+            [np.ascontiguousarray(v[start : start + batch_size // len(views)]) for v in views]
+        )
+        probs = predictor.predict_proba(chunk, batch_size=len(chunk))
+        out.append(probs.reshape(len(views), -1, probs.shape[1]).mean(0))
+    return np.concatenate(out) if out else predictor.predict_proba(faces)

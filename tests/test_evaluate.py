@@ -162,3 +162,17 @@ def test_int8_quantisation_keeps_card_and_accuracy(trained, tmp_path):
     assert clf.labels == load_predictor(onnx_path).labels
     assert clf.card.extra["quantization"].startswith("int8")
     assert abs(q.int8_accuracy - q.fp32_accuracy) <= 0.1
+
+
+def test_report_without_matplotlib_skips_plots(trained, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    data, _, onnx_path, _ = trained
+    result = evaluate_models([str(onnx_path)], data)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a)
+    )
+    written = {p.name for p in write_report(result, tmp_path)}
+    assert written == {"eval.json", "eval.md"}
+    assert "plots skipped: pip install matplotlib" in capsys.readouterr().err

@@ -12,8 +12,10 @@ weights are never fitted on the split being reported.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -170,11 +172,13 @@ def write_report(result: EvalResult, out: str | os.PathLike, plots: bool = True)
     with atomic_path(out / "eval.md") as tmp:
         tmp.write_text(markdown_report(result))
     written += [out / "eval.json", out / "eval.md"]
+    if plots and importlib.util.find_spec("matplotlib") is None:
+        # Evaluation needs only numpy + ONNX Runtime; pictures need matplotlib.
+        print("plots skipped: pip install matplotlib (or ferkit[train]) to draw them", file=sys.stderr)
+        plots = False
     if plots:
-        try:
-            from ferkit.evaluate.plots import plot_confusion, plot_reliability
-        except ImportError:  # pragma: no cover - matplotlib is optional for evaluation
-            return written
+        from ferkit.evaluate.plots import plot_confusion, plot_reliability
+
         for i, e in enumerate(result.entries):
             name = "ensemble" if e.weights else _slug(e.name)
             path = out / f"confusion_{i}_{name}.png"

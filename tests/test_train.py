@@ -275,3 +275,48 @@ def test_progress_bar_path_runs(tmp_path, capsys):
     result = fit(quick_cfg(tmp_path, epochs=1, progress=True), dataset=learnable(n_per_class=8))
     assert result.epochs == 1
     assert "epoch 1/1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"optimizer": "adamw", "lr": 0.003, "schedule": "cosine", "warmup_epochs": 0.5},
+        {"schedule": "plateau", "ema": 0.9, "label_smoothing": 0.1},
+        {"schedule": "constant", "augment": {"mixup": 0.2, "cutmix": 1.0, "ten_crop": True}, "early_stop": 1},
+    ],
+    ids=["adamw-cosine", "plateau-ema", "constant-mix-tencrop"],
+)
+def test_optimiser_schedule_and_ema_paths(tmp_path, overrides):
+    cfg = quick_cfg(tmp_path, epochs=2)
+    from ferkit.train.config import _apply
+
+    _apply(cfg, overrides)
+    result = fit(cfg, dataset=learnable(n_per_class=12))
+    ckpt = load_checkpoint(result.run_dir)
+    assert (ckpt["ema"] is not None) == (cfg.ema > 0)
+    lrs = [row["lr"] for row in ckpt["history"]]
+    assert all(lr > 0 for lr in lrs) and result.test_accuracy is not None
+
+
+def test_other_input_size(tmp_path):
+    from ferkit.data import write_image_folder
+
+    write_image_folder(learnable(n_per_class=6), tmp_path / "faces")
+    cfg = quick_cfg(tmp_path, data=str(tmp_path / "faces"), image_size=64, epochs=1, model="resnet18_fer")
+    ckpt = load_checkpoint(fit(cfg).run_dir)
+    assert ckpt["preprocessing"]["input_size"] == 64
+
+
+def test_preview_augment_cli(tmp_path):
+    import cv2
+
+    from ferkit.cli import _add_optional_commands, app
+    from ferkit.data import write_fer2013_csv
+
+    csv_path = write_fer2013_csv(learnable(n_per_class=4), tmp_path / "d.csv")
+    _add_optional_commands()
+    res = CliRunner().invoke(
+        app, ["data", "preview", str(csv_path), "--augment", "--out", str(tmp_path / "a.png")]
+    )
+    assert res.exit_code == 0, res.output
+    assert cv2.imread(str(tmp_path / "a.png")) is not None

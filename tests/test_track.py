@@ -57,3 +57,11 @@ def test_predict_moves_boxes_between_detections():
     tracker.update([(10, 0, 40, 40)], None, 0.1)  # 100 px/s to the right
     (track,) = tracker.predict(0.2)
     assert 13 < track.box[0] < 20  # moved on (velocity is smoothed), same ID
+
+
+def test_predicted_only_tracks_still_expire():
+    tracker = FaceTracker(max_age=0.5)
+    tracker.update([(0, 0, 40, 40)], None, 0.0)
+    assert len(tracker.predict(0.3)) == 1
+    assert len(tracker.predict(0.4)) == 1
+    assert tracker.predict(0.9) == []  # never detected again: gone after max_age

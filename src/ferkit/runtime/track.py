@@ -36,18 +36,23 @@ def iou(a: Box, b: Box) -> float:
 @dataclass
 class Track:
     id: int
-    box: Box
-    last_seen: float
+    box: Box  # where the face is now (detected, or predicted between detections)
+    last_seen: float  # time of the last detection
     velocity: tuple[float, float] = (0.0, 0.0)  # box centre, pixels per second
     probs: np.ndarray | None = None  # smoothed class probabilities
     raw_probs: np.ndarray | None = None  # the last unsmoothed ones
     last_probs_time: float | None = None
     hits: int = 1
     history: list[tuple[float, np.ndarray]] = field(default_factory=list, repr=False)
+    detected_box: Box | None = None  # the box of the last detection (predictions start here)
+
+    def __post_init__(self) -> None:
+        if self.detected_box is None:
+            self.detected_box = self.box
 
     def predicted(self, t: float) -> Box:
         dt = max(0.0, t - self.last_seen)
-        x, y, w, h = self.box
+        x, y, w, h = self.detected_box  # type: ignore[misc]
         return (x + self.velocity[0] * dt, y + self.velocity[1] * dt, w, h)
 
 
@@ -70,8 +75,7 @@ class FaceTracker:
         """Live tracks with their boxes moved to time ``t`` (for frames without detection)."""
         self._expire(t)
         for track in self.tracks:
-            track.box = track.predicted(t)
-            track.last_seen = t
+            track.box = track.predicted(t)  # last_seen stays: undetected faces still expire
         return list(self.tracks)
 
     def update(self, boxes: list[Box], probs: list[np.ndarray | None] | None, t: float) -> list[Track]:
@@ -125,12 +129,12 @@ class FaceTracker:
     def _move(self, track: Track, box: Box, t: float) -> None:
         dt = t - track.last_seen
         if dt > 0:
-            (ox, oy, ow, oh), (nx, ny, nw, nh) = track.box, box
+            (ox, oy, ow, oh), (nx, ny, nw, nh) = track.detected_box, box  # type: ignore[misc]
             vx = ((nx + nw / 2) - (ox + ow / 2)) / dt
             vy = ((ny + nh / 2) - (oy + oh / 2)) / dt
             # Light smoothing of the velocity: detectors jitter by a few pixels.
             track.velocity = (0.5 * track.velocity[0] + 0.5 * vx, 0.5 * track.velocity[1] + 0.5 * vy)
-        track.box = tuple(map(float, box))  # type: ignore[assignment]
+        track.box = track.detected_box = tuple(map(float, box))  # type: ignore[assignment]
         track.last_seen = t
         track.hits += 1
 

@@ -1,0 +1,169 @@
+"""Expressions in video: frame sources (files, cameras, streams), the tracked per-frame loop, outputs.
+
+Usage::
+
+    rec = Recognizer("default")
+    for frame in process_video("clip.mp4", rec, detect_every=2):
+        frame.index, frame.time, [(f.id, f.label) for f in frame.faces]
+
+``process_frames`` takes any iterable of ``(index, seconds, rgb_image)``, so the web app and
+the mirror game reuse the same loop on their own frames.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ferkit.errors import FerkitError
+from ferkit.runtime.detect import Detection
+from ferkit.runtime.recognize import Recognizer, crop_face
+from ferkit.runtime.track import FaceTracker
+from ferkit.runtime.tta import predict_tta
+
+
+@dataclass(frozen=True)
+class TrackedFace:
+    id: int
+    box: tuple[int, int, int, int]
+    probs: dict[str, float]  # smoothed
+    label: str  # top smoothed label
+    raw_probs: dict[str, float] | None = None  # this frame's own (None when not classified)
+    detected: bool = True  # False: box predicted by the tracker on a frame without detection
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "box": list(self.box),
+            "label": self.label,
+            "probs": self.probs,
+            "detected": self.detected,
+        }
+
+
+@dataclass
+class FrameResult:
+    index: int
+    time: float  # seconds from the start (from the container's timestamps when it has them)
+    faces: list[TrackedFace]
+    image: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass
+class SourceReport:
+    """What a frame source had to skip: unreadable frames and whether it ended early."""
+
+    skipped_frames: list[int] = field(default_factory=list)
+    ended_early: bool = False
+    expected_frames: int | None = None
+    frames_read: int = 0
+
+
+def open_capture(source: str | int) -> cv2.VideoCapture:
+    """A camera index (``0``), a video file or a stream URL; a clear error if it will not open."""
+    spec: str | int = int(source) if isinstance(source, str) and source.isdigit() else source
+    if isinstance(spec, str) and "://" not in spec and not os.path.exists(spec):
+        raise FerkitError(f"{spec}: video file not found")
+    cap = cv2.VideoCapture(spec)
+    if not cap.isOpened():
+        kind = "camera" if isinstance(spec, int) else "video"
+        raise FerkitError(
+            f"{source}: cannot open {kind} (no such device, unsupported format or corrupt file)"
+        )
+    return cap
+
+
+def read_frames(
+    source: str | int, report: SourceReport | None = None, max_bad: int = 25
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """``(index, seconds, rgb)`` per readable frame; unreadable frames are skipped and recorded.
+
+    Timestamps come from the container (variable frame rate safe) when it gives them, else
+    from the nominal rate. Rotation metadata is applied by OpenCV's FFmpeg backend.
+    """
+    report = report if report is not None else SourceReport()
+    cap = open_capture(source)
+    try:
+        fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        report.expected_frames = total if total > 0 else None
+        index = 0
+        pending: list[int] = []  # unreadable frames; corrupt if a good frame follows, else the end
+        while True:
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                if report.expected_frames and index < report.expected_frames and len(pending) < max_bad:
+                    pending.append(index)
+                    index += 1
+                    continue
+                if pending or (report.expected_frames and index < report.expected_frames):
+                    report.ended_early = True
+                break
+            report.skipped_frames += pending
+            pending = []
+            msec = cap.get(cv2.CAP_PROP_POS_MSEC)
+            t = msec / 1000.0 if msec and msec > 0 else (index / fps if fps > 0 else float(index))
+            report.frames_read += 1
+            yield index, t, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        cap.release()
+
+
+def process_frames(
+    frames: Iterable[tuple[int, float, np.ndarray]],
+    recognizer: Recognizer,
+    *,
+    detect_every: int = 1,
+    classify_every: int = 1,
+    tracker: FaceTracker | None = None,
+    keep_images: bool = False,
+) -> Iterator[FrameResult]:
+    """Detect every ``detect_every`` frames, track in between, classify every ``classify_every``."""
+    tracker = tracker or FaceTracker()
+    labels = recognizer.labels
+    clf = recognizer.classifier
+    for n, (index, t, image) in enumerate(frames):
+        detect = n % max(1, detect_every) == 0
+        classify = n % max(1, classify_every) == 0
+        if detect:
+            detections = recognizer.detector.detect(image)
+            boxes = [d.box for d in detections]
+        else:
+            tracks = tracker.predict(t)
+            detections = [Detection(tuple(int(round(v)) for v in tr.box), 1.0) for tr in tracks]  # type: ignore[misc]
+            boxes = [d.box for d in detections]
+        probs = None
+        if classify and detections:
+            crops = np.stack(
+                [crop_face(image, d, clf.input_size, recognizer.margin, recognizer.align) for d in detections]
+            )
+            probs = list(predict_tta(clf, crops, recognizer.tta))
+        if detect:
+            tracks = tracker.update(boxes, probs, t)
+        else:
+            tracks = tracker.tracks
+            for tr, p in zip(tracks, probs or [None] * len(tracks), strict=True):
+                if p is not None:
+                    tracker.set_probs(tr, p, t)
+        faces = []
+        for k, tr in enumerate(tracks):
+            if tr.probs is None:
+                continue  # not classified yet
+            smoothed = {name: float(v) for name, v in zip(labels, tr.probs, strict=True)}
+            raw = (
+                None if probs is None else {name: float(v) for name, v in zip(labels, probs[k], strict=True)}
+            )
+            box = tuple(int(round(v)) for v in tr.box)
+            faces.append(TrackedFace(tr.id, box, smoothed, max(smoothed, key=smoothed.get), raw, detect))  # type: ignore[arg-type]
+        yield FrameResult(index, t, faces, image if keep_images else None)
+
+
+def process_video(
+    source: str | int, recognizer: Recognizer, report: SourceReport | None = None, **kwargs
+) -> Iterator[FrameResult]:
+    return process_frames(read_frames(source, report), recognizer, **kwargs)

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from ferkit.errors import FerkitError
+from ferkit.runtime.recognize import Recognizer
+from ferkit.runtime.video import SourceReport, process_video, read_frames
+from ferkit.synth import Actor, write_video
+
+
+@pytest.fixture(scope="module")
+def face():
+    from skimage import data
+
+    return data.astronaut()[30:230, 120:320]  # her face with some margin
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, face):
+    path = tmp_path_factory.mktemp("video") / "walk.mp4"
+    actor = Actor({"happy": face}, [(0.0, "happy")], start=(40, 150), end=(440, 170), size=150)
+    truth = write_video(path, [actor], seconds=3, fps=25)
+    return path, truth
+
+
+def test_video_tracking_keeps_one_id_and_follows_the_face(clip):
+    path, truth = clip
+    report = SourceReport()
+    rec = Recognizer("default")
+    frames = list(process_video(str(path), rec, report=report, detect_every=2))
+    assert report.frames_read == len(truth) == 75 and not report.ended_early
+    with_face = [f for f in frames if f.faces]
+    assert len(with_face) >= 0.9 * len(frames)
+    assert {face.id for f in frames for face in f.faces} == {1}
+    errors = []
+    for f in with_face:
+        (x, y, w, h), gt = f.faces[0].box, truth[f.index].box
+        errors.append(abs((x + w / 2) - (gt[0] + gt[2] / 2)) + abs((y + h / 2) - (gt[1] + gt[3] / 2)))
+    assert np.median(errors) < 25  # pixels, detected and tracked-in-between frames alike
+    assert any(not face.detected for f in frames for face in f.faces)  # some boxes came from tracking
+    assert all(abs(sum(face.probs.values()) - 1) < 1e-4 for f in with_face for face in f.faces)
+
+
+def test_timestamps_follow_the_frame_rate(clip):
+    path, _ = clip
+    times = [t for _, t, _ in read_frames(str(path))]
+    assert abs(times[25] - times[0] - 1.0) < 0.05
+
+
+def test_video_that_ends_early_is_reported(tmp_path, face):
+    path = tmp_path / "cut.avi"  # MJPG in AVI: its header says how many frames to expect
+    write_video(path, [Actor({"x": face}, [(0.0, "x")], (50, 50), (60, 60))], seconds=2, fps=25)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.6)])
+    report = SourceReport()
+    n = sum(1 for _ in read_frames(str(path), report))
+    assert 0 < n < 50 and report.expected_frames == 50 and report.ended_early
+
+
+def test_bad_sources_are_clear_errors(tmp_path):
+    with pytest.raises(FerkitError, match="video file not found"):
+        next(read_frames(str(tmp_path / "none.mp4")))
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all")
+    with pytest.raises(FerkitError, match="cannot open video"):
+        next(read_frames(str(junk)))
+    with pytest.raises(FerkitError, match="cannot open camera"):
+        next(read_frames("9"))

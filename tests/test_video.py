@@ -65,3 +65,47 @@ def test_bad_sources_are_clear_errors(tmp_path):
         next(read_frames(str(junk)))
     with pytest.raises(FerkitError, match="cannot open camera"):
         next(read_frames("9"))
+
+
+def test_video_cli_outputs_and_early_end(tmp_path, face):
+    import csv
+    import json
+
+    import cv2
+    from typer.testing import CliRunner
+
+    from ferkit.cli import _add_optional_commands, app
+
+    src = tmp_path / "in.avi"
+    write_video(
+        src, [Actor({"happy": face}, [(0.0, "happy")], (60, 120), (400, 140), size=150)], seconds=2, fps=25
+    )
+    src.write_bytes(src.read_bytes()[: int(src.stat().st_size * 0.7)])  # the file ends early
+    _add_optional_commands()
+    out = tmp_path / "out.mp4"
+    args = [
+        "video",
+        str(src),
+        "--out",
+        str(out),
+        "--csv",
+        str(tmp_path / "f.csv"),
+        "--jsonl",
+        str(tmp_path / "f.jsonl"),
+        "--summary",
+        str(tmp_path / "summary"),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "ended early" in result.output
+    rows = list(csv.DictReader((tmp_path / "f.csv").read_text().splitlines()))
+    frames = {int(r["frame"]) for r in rows}
+    assert len(rows) == len(frames) and 25 < len(frames) < 50  # one face: one row per processed frame
+    assert len((tmp_path / "f.jsonl").read_text().splitlines()) == len(rows)
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(
+        frames
+    )  # the annotated file is complete and readable
+    summary = json.loads((tmp_path / "summary" / "summary.json").read_text())
+    assert set(summary) == {"1"} and abs(sum(summary["1"].values()) - 1) < 1e-6
+    assert (tmp_path / "summary" / "timeline_face1.png").exists()

@@ -25,7 +25,13 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
-_CLI_MODULES = ("ferkit.cli.models", "ferkit.cli.train", "ferkit.cli.evaluate", "ferkit.cli.predict")
+_CLI_MODULES = (
+    "ferkit.cli.models",
+    "ferkit.cli.train",
+    "ferkit.cli.evaluate",
+    "ferkit.cli.predict",
+    "ferkit.cli.video",
+)
 
 
 def _add_optional_commands() -> None:

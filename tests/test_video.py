@@ -109,3 +109,59 @@ def test_video_cli_outputs_and_early_end(tmp_path, face):
     summary = json.loads((tmp_path / "summary" / "summary.json").read_text())
     assert set(summary) == {"1"} and abs(sum(summary["1"].values()) - 1) < 1e-6
     assert (tmp_path / "summary" / "timeline_face1.png").exists()
+
+
+def test_corrupt_frame_mid_file_is_skipped_and_reported(tmp_path, face):
+    path = tmp_path / "c.avi"
+    write_video(path, [Actor({"x": face}, [(0.0, "x")], (50, 50), (60, 60))], seconds=2, fps=25)
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]  # JPEG frames
+    s, e = starts[20], starts[21]
+    data[s : s + (e - s) // 2] = bytes((e - s) // 2)  # wipe the first half of frame 20
+    path.write_bytes(bytes(data))
+    report = SourceReport()
+    indices = [i for i, _, _ in read_frames(str(path), report)]
+    assert report.skipped_frames == [20] and 20 not in indices and len(indices) == 49
+    assert not report.ended_early
+
+
+def test_ctrl_c_finalises_the_output(tmp_path, face):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import cv2
+
+    src = tmp_path / "long.avi"
+    write_video(src, [Actor({"x": face}, [(0.0, "x")], (60, 120), (400, 140), size=150)], seconds=40, fps=25)
+    out, table = tmp_path / "out.avi", tmp_path / "f.csv"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ferkit",
+            "video",
+            str(src),
+            "--out",
+            str(out),
+            "--csv",
+            str(table),
+            "--detector",
+            "haar",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and (not table.exists() or table.stat().st_size < 2000):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "interrupted: finishing the output files" in err
+    frames = {line.split(",")[0] for line in table.read_text().splitlines()[1:]}
+    cap = cv2.VideoCapture(str(out))
+    written = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    assert 0 < written < 1000 and written >= len(frames) > 0  # a complete, readable file of what was done

@@ -31,6 +31,7 @@ _CLI_MODULES = (
     "ferkit.cli.evaluate",
     "ferkit.cli.predict",
     "ferkit.cli.video",
+    "ferkit.cli.serve",
 )
 
 

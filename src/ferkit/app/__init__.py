@@ -1,0 +1,1 @@
+"""Web app: FastAPI server and its pages (needs the [app] extra)."""

@@ -1,0 +1,94 @@
+"""The web API with FastAPI's test client.
+
+Good image, no face, corrupt, too large, wrong type, concurrent requests, the live stream.
+"""
+
+import base64
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from matplotlib import cbook
+
+from ferkit.app.server import AppConfig, create_app
+
+with open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), "rb") as _f:
+    GRACE = _f.read()
+
+
+@pytest.fixture(scope="module")
+def client():
+    return TestClient(create_app(AppConfig(max_upload_bytes=200_000, workers=2)))
+
+
+def post(client, data: bytes, name="photo.jpg", ctype="image/jpeg", **params):
+    return client.post("/api/v1/analyze", files={"image": (name, io.BytesIO(data), ctype)}, params=params)
+
+
+def test_health_and_models(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    info = client.get("/api/v1/models").json()
+    assert info["default"] == "fast" and info["models"][0]["metrics"]["PrivateTest"]["accuracy"] > 0.6
+    assert "/api/v1/analyze" in client.get("/openapi.json").json()["paths"]
+
+
+def test_analyze_finds_the_face(client):
+    r = post(client, GRACE, annotate="true")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["width"], body["height"]) == (512, 600) and len(body["faces"]) == 1
+    face = body["faces"][0]
+    assert face["label"] in face["probs"] and abs(sum(face["probs"].values()) - 1) < 1e-3
+    png = np.frombuffer(base64.b64decode(body["annotated_png_base64"]), np.uint8)
+    assert cv2.imdecode(png, cv2.IMREAD_COLOR).shape == (600, 512, 3)
+
+
+def test_no_face(client):
+    blank = cv2.imencode(".png", np.full((240, 320, 3), 127, np.uint8))[1].tobytes()
+    r = post(client, blank, "blank.png", "image/png")
+    assert r.status_code == 200 and r.json()["faces"] == []
+
+
+@pytest.mark.parametrize(
+    "data, status, code",
+    [
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 100, 422, "undecodable"),  # JPEG header, no image
+        (b"%PDF-1.4 not an image", 415, "unsupported_type"),
+        (b"", 422, "empty"),
+        (b"\xff\xd8\xff" + b"\x00" * 300_000, 413, "too_large"),
+    ],
+    ids=["corrupt", "wrong-type", "empty", "too-large"],
+)
+def test_bad_uploads_get_json_errors(client, data, status, code):
+    r = post(client, data, "../../etc/passwd.jpg")  # a hostile name is never used
+    assert r.status_code == status and r.json()["error"]["code"] == code
+
+
+def test_concurrent_requests(client):
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: post(client, GRACE), range(16)))
+    assert [r.status_code for r in results] == [200] * 16
+    assert len({len(r.json()["faces"]) for r in results}) == 1
+
+
+def test_stream_answers_frames_and_drops_stale_ones(client):
+    frame = cv2.imencode(".jpg", cv2.imdecode(np.frombuffer(GRACE, np.uint8), cv2.IMREAD_COLOR))[1].tobytes()
+    with client.websocket_connect("/api/v1/stream") as ws:
+        for _ in range(6):  # a burst: the server keeps only the newest while busy
+            ws.send_bytes(frame)
+        first = ws.receive_json()
+        assert len(first["faces"]) == 1
+        ws.send_bytes(b"garbage")
+        replies = [first]
+        while "error" not in replies[-1]:
+            replies.append(ws.receive_json())
+        last = replies[-1]
+        assert last["received"] == 7 and last["processed"] + last["dropped"] + 1 == last["received"]
+        assert last["dropped"] >= 1  # the burst arrived while the first frame was being processed
+
+
+def test_static_paths_cannot_escape(client):
+    assert client.get("/static/../../pyproject.toml").status_code == 404

@@ -92,3 +92,10 @@ def test_stream_answers_frames_and_drops_stale_ones(client):
 
 def test_static_paths_cannot_escape(client):
     assert client.get("/static/../../pyproject.toml").status_code == 404
+
+
+def test_pages_are_served_without_cdn(client):
+    for path, text in (("/", "Analyze a photo"), ("/live.html", "getUserMedia"), ("/common.js", "drawFaces")):
+        r = client.get(path)
+        assert r.status_code == 200 and text in r.text
+        assert "http://" not in r.text and "https://" not in r.text  # works offline: no CDN

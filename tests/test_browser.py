@@ -1,0 +1,77 @@
+"""End to end in headless Chromium (Debian's chromium + chromium-driver, driven by Selenium)."""
+
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+from matplotlib import cbook
+
+pytestmark = pytest.mark.browser
+GRACE = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+
+
+@pytest.fixture(scope="module")
+def server():
+    import uvicorn
+
+    from ferkit.app.server import AppConfig, create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(
+        uvicorn.Config(create_app(AppConfig()), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "install Debian's chromium and chromium-driver (.ci/run does)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+        "--window-size=1100,900",
+    ):
+        options.add_argument(flag)
+    drv = webdriver.Chrome(service=Service(driver), options=options)
+    yield drv
+    drv.quit()
+
+
+def test_analyze_page_uploads_and_shows_the_label(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server + "/")
+    browser.find_element(By.ID, "file").send_keys(GRACE)
+    label = WebDriverWait(browser, 30).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, '[data-testid="label-0"]'))
+    )
+    labels = {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert label.text in labels
+    assert "1 face(s) found" in browser.find_element(By.ID, "summary").text
+    browser.save_screenshot(str(tmp_path / "analyze.png"))

@@ -75,3 +75,53 @@ def test_analyze_page_uploads_and_shows_the_label(server, browser, tmp_path):
     assert label.text in labels
     assert "1 face(s) found" in browser.find_element(By.ID, "summary").text
     browser.save_screenshot(str(tmp_path / "analyze.png"))
+
+
+def test_live_page_with_a_fake_camera(server, tmp_path):
+    """Chromium's fake camera plays a generated clip of a face; the page shows its label."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from skimage import data
+
+    from ferkit.runtime.recognize import Recognizer
+    from ferkit.synth import Actor, render_frames, write_y4m
+
+    face = data.astronaut()[30:230, 120:320]
+    frames = [
+        img for img, _ in render_frames([Actor({"x": face}, [(0.0, "x")], (220, 140), (240, 150), 200)], 2)
+    ]
+    expected = Recognizer("default").recognize(frames[0])[0].label  # what the model says on the clip
+    y4m = write_y4m(tmp_path / "camera.y4m", frames)
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    drv = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        drv.get(server + "/live.html")
+        drv.find_element(By.ID, "start").click()
+        # The cards are redrawn every frame: read the text afresh each time.
+        read = (
+            "const e = document.querySelector('[data-testid=\"live-label-0\"]'); return e && e.textContent;"
+        )
+        label = WebDriverWait(drv, 30).until(lambda d: d.execute_script(read))
+        assert label == expected
+        WebDriverWait(drv, 10).until(lambda d: "FPS" in d.find_element(By.ID, "fps").text)
+        drv.save_screenshot(str(tmp_path / "live.png"))
+    finally:
+        drv.quit()

@@ -102,3 +102,17 @@ def write_video(
     finally:
         writer.release()
     return truth
+
+
+def write_y4m(path: str | os.PathLike, frames, fps: int = 25) -> Path:
+    """Write RGB frames as a Y4M (I420) file: what Chromium's fake camera plays
+    (``--use-file-for-fake-video-capture``), so browser tests have a camera."""
+    path = Path(path)
+    frames = list(frames)
+    height, width = frames[0].shape[:2]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            f.write(b"FRAME\n")
+            f.write(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
+    return path

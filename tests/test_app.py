@@ -99,3 +99,17 @@ def test_pages_are_served_without_cdn(client):
         r = client.get(path)
         assert r.status_code == 200 and text in r.text
         assert "http://" not in r.text and "https://" not in r.text  # works offline: no CDN
+
+
+def test_cors_is_off_unless_configured(client):
+    headers = {"Origin": "http://elsewhere.example"}
+    assert "access-control-allow-origin" not in client.get("/healthz", headers=headers).headers
+    open_client = TestClient(create_app(AppConfig(cors_origins=("http://elsewhere.example",), workers=1)))
+    r = open_client.get("/healthz", headers=headers)
+    assert r.headers["access-control-allow-origin"] == "http://elsewhere.example"
+
+
+def test_request_timeout_is_a_json_504():
+    slow = TestClient(create_app(AppConfig(request_timeout=0.001, workers=1)))
+    r = post(slow, GRACE)
+    assert r.status_code in (503, 504) and r.json()["error"]["code"] in ("timeout", "busy")

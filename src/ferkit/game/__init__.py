@@ -1,0 +1,1 @@
+"""The mirror game: engine (no UI), result store, and its front-ends."""

@@ -18,6 +18,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "f
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
     # One cache per test session: real-data tests share decoded arrays, nothing leaks out.
     os.environ["FERKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("ferkit-cache"))
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("data-home"))  # game results stay here
     yield
 
 

@@ -113,3 +113,42 @@ def test_request_timeout_is_a_json_504():
     slow = TestClient(create_app(AppConfig(request_timeout=0.001, workers=1)))
     r = post(slow, GRACE)
     assert r.status_code in (503, 504) and r.json()["error"]["code"] in ("timeout", "busy")
+
+
+def test_mirror_game_over_websocket(client):
+    from skimage import data
+
+    face = cv2.imencode(".jpg", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+    blank = cv2.imencode(".jpg", np.full((240, 320, 3), 127, np.uint8))[1].tobytes()
+    with client.websocket_connect("/api/v1/game") as ws:
+        ws.send_json(
+            {
+                "player": "tester",
+                "difficulty": "hard",
+                "rounds": 2,
+                "expressions": ["happy", "surprise"],
+                "seed": 1,
+                "countdown": 0,
+            }
+        )
+        state = ws.receive_json()
+        phases = []
+        ws.send_bytes(blank)  # no face: the round pauses
+        paused = ws.receive_json()
+        assert paused["phase"] == "paused"
+        while True:
+            ws.send_bytes(face)  # a happy face throughout
+            msg = ws.receive_json()
+            phases.append(msg["phase"])
+            if msg["phase"] == "over" and "summary" in msg:
+                break
+    outcomes = {r["target"]: r["outcome"] for r in msg["summary"]["results"]}
+    assert outcomes == {"happy": "hit", "surprise": "miss"} and state["round"] == 1
+    assert msg["leaderboard"][0]["player"] == "tester"
+    assert client.get("/api/v1/leaderboard").json()["games"][0]["id"] == msg["game_id"]
+
+
+def test_mirror_game_rejects_bad_setup(client):
+    with client.websocket_connect("/api/v1/game") as ws:
+        ws.send_json({"difficulty": "nightmare"})
+        assert "difficulty must be one of" in ws.receive_json()["error"]

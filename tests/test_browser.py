@@ -125,3 +125,53 @@ def test_live_page_with_a_fake_camera(server, tmp_path):
         drv.save_screenshot(str(tmp_path / "live.png"))
     finally:
         drv.quit()
+
+
+def test_mirror_game_page_reports_scripted_hits_and_misses(server, tmp_path):
+    """The fake camera shows a face the model reads as happy: happy rounds are hits, surprise misses."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from skimage import data
+
+    from ferkit.synth import Actor, render_frames, write_y4m
+
+    face = data.astronaut()[30:230, 120:320]
+    frames = [
+        img for img, _ in render_frames([Actor({"x": face}, [(0.0, "x")], (220, 140), (230, 150), 200)], 2)
+    ]
+    y4m = write_y4m(tmp_path / "camera.y4m", frames)
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    drv = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        drv.get(server + "/mirror.html?seed=1&expressions=happy,surprise&countdown=0")
+        Select(drv.find_element(By.ID, "difficulty")).select_by_visible_text("hard")
+        rounds = drv.find_element(By.ID, "rounds")
+        rounds.clear()
+        rounds.send_keys("2")
+        drv.find_element(By.ID, "start").click()
+        WebDriverWait(drv, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="summary"]'))
+        items = drv.find_elements(By.CSS_SELECTOR, "#results li")
+        outcomes = {li.text.split(":")[0]: li.get_attribute("data-outcome") for li in items}
+        assert outcomes == {"happy": "hit", "surprise": "miss"}
+        assert "1 hits, 1 misses" in drv.find_element(By.CSS_SELECTOR, '[data-testid="summary"]').text
+        drv.save_screenshot(str(tmp_path / "mirror.png"))
+    finally:
+        drv.quit()

@@ -63,6 +63,7 @@ class AppConfig:
     workers: int = 2
     request_timeout: float = 15.0  # seconds for one inference, queueing included
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are given
+    game_db: str | None = None  # SQLite file for mirror-game results (default ~/.local/share/ferkit)
 
 
 class ApiError(Exception):
@@ -254,6 +255,10 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
             pass
         finally:
             receiver.cancel()
+
+    from ferkit.app.game import add_game_routes
+
+    add_game_routes(app, pool, config)
 
     if STATIC.exists():
         from fastapi.staticfiles import StaticFiles

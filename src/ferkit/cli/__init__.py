@@ -32,6 +32,7 @@ _CLI_MODULES = (
     "ferkit.cli.predict",
     "ferkit.cli.video",
     "ferkit.cli.serve",
+    "ferkit.cli.mirror",
 )
 
 

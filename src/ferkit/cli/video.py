@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -14,13 +12,6 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-
-
-def has_display() -> bool:
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
-        "win32",
-        "darwin",
-    )
 
 
 def video(
@@ -45,15 +36,17 @@ def video(
     """Recognise expressions frame by frame; Ctrl-C stops cleanly and keeps everything written so far."""
     import cv2
 
+    from ferkit.runtime.display import gui_available
     from ferkit.runtime.draw import annotate
     from ferkit.runtime.recognize import Recognizer
     from ferkit.runtime.track import FaceTracker
     from ferkit.runtime.video import SourceReport, process_frames, read_frames
 
     err = Console(stderr=True, soft_wrap=True)
-    if show and not has_display():
-        err.print("[yellow]--show needs a display (none found: headless); continuing without a window[/]")
-        show = False
+    if show:
+        show, why = gui_available()
+        if not show:
+            err.print(f"[yellow]--show: {why}; continuing without a window[/]")
     recognizer = Recognizer(model, detector=detector)
     labels = list(recognizer.labels)
     report = SourceReport()

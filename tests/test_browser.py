@@ -9,6 +9,16 @@ import pytest
 from matplotlib import cbook
 
 pytestmark = pytest.mark.browser
+CHROME_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 GRACE = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
 
 
@@ -44,14 +54,7 @@ def browser(tmp_path_factory):
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *CHROME_FLAGS,
         f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
         "--window-size=1100,900",
     ):
@@ -77,10 +80,26 @@ def test_analyze_page_uploads_and_shows_the_label(server, browser, tmp_path):
     browser.save_screenshot(str(tmp_path / "analyze.png"))
 
 
-def test_live_page_with_a_fake_camera(server, tmp_path):
-    """Chromium's fake camera plays a generated clip of a face; the page shows its label."""
+def fake_camera_chrome(y4m, profile):
+    """Headless Chromium whose camera plays ``y4m`` (permission granted without a prompt)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in (
+        *CHROME_FLAGS,
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+
+
+def test_live_page_with_a_fake_camera(server, tmp_path):
+    """Chromium's fake camera plays a generated clip of a face; the page shows its label."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
     from skimage import data
@@ -94,24 +113,7 @@ def test_live_page_with_a_fake_camera(server, tmp_path):
     ]
     expected = Recognizer("default").recognize(frames[0])[0].label  # what the model says on the clip
     y4m = write_y4m(tmp_path / "camera.y4m", frames)
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={y4m}",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    drv = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    drv = fake_camera_chrome(y4m, tmp_path / "profile")
     try:
         drv.get(server + "/live.html")
         drv.find_element(By.ID, "start").click()
@@ -129,8 +131,6 @@ def test_live_page_with_a_fake_camera(server, tmp_path):
 
 def test_mirror_game_page_reports_scripted_hits_and_misses(server, tmp_path):
     """The fake camera shows a face the model reads as happy: happy rounds are hits, surprise misses."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
     from skimage import data
@@ -142,24 +142,7 @@ def test_mirror_game_page_reports_scripted_hits_and_misses(server, tmp_path):
         img for img, _ in render_frames([Actor({"x": face}, [(0.0, "x")], (220, 140), (230, 150), 200)], 2)
     ]
     y4m = write_y4m(tmp_path / "camera.y4m", frames)
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={y4m}",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    drv = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    drv = fake_camera_chrome(y4m, tmp_path / "profile")
     try:
         drv.get(server + "/mirror.html?seed=1&expressions=happy,surprise&countdown=0")
         Select(drv.find_element(By.ID, "difficulty")).select_by_visible_text("hard")

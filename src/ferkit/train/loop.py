@@ -15,7 +15,6 @@ so resuming after an interruption reproduces an uninterrupted run exactly. Side 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 import time
@@ -24,21 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ferkit.data import FaceDataset, load_dataset
-from ferkit.data.dataset import assign_splits
-from ferkit.data.folder import UNSPLIT
+from ferkit.data import FaceDataset
 from ferkit.errors import FerkitError
-from ferkit.labels import LabelSet
 from ferkit.models import create_model
 from ferkit.train.augment import augment_batch, mix_batch
 from ferkit.train.checkpoint import load_checkpoint
 from ferkit.train.config import TrainConfig, config_from_dict, config_to_dict, save_config
-from ferkit.train.finetune import freeze, load_init_weights, param_groups
+from ferkit.train.data import Split, TrainData, batch_order, class_weights, epoch_generator, prepare_data
+from ferkit.train.finetune import freeze, load_init_weights
+from ferkit.train.optim import EMA, make_optimizer, make_scheduler
 from ferkit.utils import cache_dir
 
 
@@ -66,120 +63,6 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
-
-
-# ----------------------------------------------------------------------------- data
-@dataclass
-class Split:
-    """One split as tensors on the device: images (N, C, H, W) uint8, labels (N,), soft (N, K)."""
-
-    name: str
-    images: Tensor
-    labels: Tensor
-    soft: Tensor | None = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass
-class TrainData:
-    train: Split
-    val: Split
-    test: Split | None
-    label_set: LabelSet
-    mean: float
-    std: float
-
-
-def _to_split(ds: FaceDataset, name: str, device: torch.device) -> Split:
-    images = torch.from_numpy(np.ascontiguousarray(ds.images))
-    images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2).contiguous()
-    soft = None if ds.soft_labels is None else torch.from_numpy(ds.soft_labels).to(device)
-    return Split(name, images.to(device), torch.from_numpy(ds.labels).to(device), soft)
-
-
-def prepare_data(cfg: TrainConfig, device: torch.device, dataset: FaceDataset | None = None) -> TrainData:
-    """Load (cached), apply the label variant, split, and move to the device."""
-    ds = dataset or load_dataset(cfg.data, pixels=cfg.pixels, size=cfg.image_size, show_progress=cfg.progress)
-    if ds.label_set.name == "fer2013" and cfg.labels != "fer2013":
-        ds = ds.with_variant(cfg.labels)
-    elif cfg.labels != "fer2013" and ds.label_set.name != "fer2013":
-        raise FerkitError(
-            f"--labels {cfg.labels} applies to FER-2013 labels; {cfg.data} has {ds.label_set.name}"
-        )
-    if cfg.ferplus_mode == "soft" and ds.soft_labels is None:
-        raise FerkitError(f"ferplus_mode=soft needs FER+ vote distributions; {cfg.data} has none")
-    if ds.split_names == [UNSPLIT]:  # a plain <label>/ folder: make a stratified split
-        ds = assign_splits(ds, seed=cfg.seed)
-    train = ds.pick(cfg.train_split)
-    if cfg.limit_train:
-        train = train.subset(np.arange(min(cfg.limit_train, len(train))))
-    if cfg.extra_data:
-        train = _add_extra(train, cfg)
-    val = ds.pick(cfg.val_split)
-    try:
-        test: FaceDataset | None = ds.pick(cfg.test_split)
-    except KeyError:
-        test = None
-    pixels = train.images.astype(np.float32) / 255.0
-    mean, std = float(pixels.mean()), float(pixels.std())
-    return TrainData(
-        _to_split(train, "train", device),
-        _to_split(val, "val", device),
-        None if test is None else _to_split(test, "test", device),
-        ds.label_set,
-        round(mean, 4),
-        round(std, 4),
-    )
-
-
-def _add_extra(train: FaceDataset, cfg: TrainConfig) -> FaceDataset:
-    """Mix in extra labelled images (an .npz with images + labels, e.g. CycleGAN output)."""
-    path = Path(cfg.extra_data or "")
-    try:
-        with np.load(path) as z:
-            images, labels = z["images"], z["labels"].astype(np.int64)
-    except (OSError, KeyError, ValueError) as exc:
-        raise FerkitError(f"{path}: extra data must be an .npz with 'images' and 'labels' ({exc})") from exc
-    if images.shape[1:] != train.images.shape[1:]:
-        raise FerkitError(
-            f"{path}: extra images are {images.shape[1:]}, training images {train.images.shape[1:]}"
-        )
-    if labels.min() < 0 or labels.max() >= len(train.label_set):
-        raise FerkitError(f"{path}: labels outside 0..{len(train.label_set) - 1}")
-    n = int(round(len(images) * cfg.extra_ratio))
-    rng = np.random.default_rng(cfg.seed)
-    pick = rng.permutation(len(images))[:n]
-    return FaceDataset(
-        np.concatenate([train.images, images[pick]]),
-        np.concatenate([train.labels, labels[pick]]),
-        np.concatenate([train.splits, np.full(n, "extra")]),
-        train.label_set,
-        source=f"{train.source} + {path}",
-    )
-
-
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-
-
-def batch_order(n: int, batch_size: int, gen: torch.Generator, weights: Tensor | None = None) -> list[Tensor]:
-    """Shuffled (or class-balanced, with replacement) index batches; the last partial one kept if > 1."""
-    order = (
-        torch.multinomial(weights, n, replacement=True, generator=gen)
-        if weights is not None
-        else torch.randperm(n, generator=gen)
-    )
-    batches = list(order.split(batch_size))
-    if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm needs two samples
-        batches.pop()
-    return batches
-
-
-def class_weights(labels: Tensor, num_classes: int) -> Tensor:
-    counts = torch.bincount(labels.cpu(), minlength=num_classes).float().clamp(min=1)
-    return counts.sum() / (num_classes * counts)
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -313,60 +196,6 @@ def evaluate(
     labels = split.labels.cpu()
     loss = F.nll_loss(probs.clamp_min(1e-8).log(), labels).item()
     return loss, (probs.argmax(1) == labels).float().mean().item(), probs
-
-
-# ----------------------------------------------------------------------------- EMA / schedule
-class EMA:
-    """Exponential moving average of weights (and BN buffers copied)."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
-        self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        for k, v in model.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.shadow[k].mul_(self.decay).add_(v.detach().float(), alpha=1 - self.decay)
-            else:
-                self.shadow[k].copy_(v)
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return self.shadow
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        self.shadow = {k: v.clone().float() for k, v in state.items()}
-
-
-def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_mult)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
-
-
-def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    """LR multiplier at a step: warm-up then cosine / one-cycle / constant."""
-    if schedule == "onecycle":  # 30% up from lr/25, then cosine down to lr/1e4
-        peak = max(int(0.3 * total), 1)
-        if step < peak:
-            return 0.04 + 0.96 * step / peak
-        t = (step - peak) / max(total - peak, 1)
-        return 1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "cosine":
-        t = (step - warmup) / max(total - warmup, 1)
-        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-    return 1.0
-
-
-def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
-    if cfg.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=3)
-    total = cfg.epochs * steps_per_epoch
-    warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup, cfg.schedule))
 
 
 # ----------------------------------------------------------------------------- fit

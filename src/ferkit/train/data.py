@@ -1,0 +1,136 @@
+"""Training data on the device: splits as uint8 tensors, label variants, extra data, batch order.
+
+Usage::
+
+    data = prepare_data(cfg, torch.device("cpu"))     # TrainData(train, val, test, label_set, mean, std)
+    for idx in batch_order(len(data.train), 128, epoch_generator(seed, epoch)): ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ferkit.data import FaceDataset, load_dataset
+from ferkit.data.dataset import assign_splits
+from ferkit.data.folder import UNSPLIT
+from ferkit.errors import FerkitError
+from ferkit.labels import LabelSet
+from ferkit.train.config import TrainConfig
+
+
+@dataclass
+class Split:
+    """One split as tensors on the device: images (N, C, H, W) uint8, labels (N,), soft (N, K)."""
+
+    name: str
+    images: Tensor
+    labels: Tensor
+    soft: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class TrainData:
+    train: Split
+    val: Split
+    test: Split | None
+    label_set: LabelSet
+    mean: float
+    std: float
+
+
+def _to_split(ds: FaceDataset, name: str, device: torch.device) -> Split:
+    images = torch.from_numpy(np.ascontiguousarray(ds.images))
+    images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2).contiguous()
+    soft = None if ds.soft_labels is None else torch.from_numpy(ds.soft_labels).to(device)
+    return Split(name, images.to(device), torch.from_numpy(ds.labels).to(device), soft)
+
+
+def prepare_data(cfg: TrainConfig, device: torch.device, dataset: FaceDataset | None = None) -> TrainData:
+    """Load (cached), apply the label variant, split, and move to the device."""
+    ds = dataset or load_dataset(cfg.data, pixels=cfg.pixels, size=cfg.image_size, show_progress=cfg.progress)
+    if ds.label_set.name == "fer2013" and cfg.labels != "fer2013":
+        ds = ds.with_variant(cfg.labels)
+    elif cfg.labels != "fer2013" and ds.label_set.name != "fer2013":
+        raise FerkitError(
+            f"--labels {cfg.labels} applies to FER-2013 labels; {cfg.data} has {ds.label_set.name}"
+        )
+    if cfg.ferplus_mode == "soft" and ds.soft_labels is None:
+        raise FerkitError(f"ferplus_mode=soft needs FER+ vote distributions; {cfg.data} has none")
+    if ds.split_names == [UNSPLIT]:  # a plain <label>/ folder: make a stratified split
+        ds = assign_splits(ds, seed=cfg.seed)
+    train = ds.pick(cfg.train_split)
+    if cfg.limit_train:
+        train = train.subset(np.arange(min(cfg.limit_train, len(train))))
+    if cfg.extra_data:
+        train = _add_extra(train, cfg)
+    val = ds.pick(cfg.val_split)
+    try:
+        test: FaceDataset | None = ds.pick(cfg.test_split)
+    except KeyError:
+        test = None
+    pixels = train.images.astype(np.float32) / 255.0
+    mean, std = float(pixels.mean()), float(pixels.std())
+    return TrainData(
+        _to_split(train, "train", device),
+        _to_split(val, "val", device),
+        None if test is None else _to_split(test, "test", device),
+        ds.label_set,
+        round(mean, 4),
+        round(std, 4),
+    )
+
+
+def _add_extra(train: FaceDataset, cfg: TrainConfig) -> FaceDataset:
+    """Mix in extra labelled images (an .npz with images + labels, e.g. CycleGAN output)."""
+    path = Path(cfg.extra_data or "")
+    try:
+        with np.load(path) as z:
+            images, labels = z["images"], z["labels"].astype(np.int64)
+    except (OSError, KeyError, ValueError) as exc:
+        raise FerkitError(f"{path}: extra data must be an .npz with 'images' and 'labels' ({exc})") from exc
+    if images.shape[1:] != train.images.shape[1:]:
+        raise FerkitError(
+            f"{path}: extra images are {images.shape[1:]}, training images {train.images.shape[1:]}"
+        )
+    if labels.min() < 0 or labels.max() >= len(train.label_set):
+        raise FerkitError(f"{path}: labels outside 0..{len(train.label_set) - 1}")
+    n = int(round(len(images) * cfg.extra_ratio))
+    rng = np.random.default_rng(cfg.seed)
+    pick = rng.permutation(len(images))[:n]
+    return FaceDataset(
+        np.concatenate([train.images, images[pick]]),
+        np.concatenate([train.labels, labels[pick]]),
+        np.concatenate([train.splits, np.full(n, "extra")]),
+        train.label_set,
+        source=f"{train.source} + {path}",
+    )
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def batch_order(n: int, batch_size: int, gen: torch.Generator, weights: Tensor | None = None) -> list[Tensor]:
+    """Shuffled (or class-balanced, with replacement) index batches; the last partial one kept if > 1."""
+    order = (
+        torch.multinomial(weights, n, replacement=True, generator=gen)
+        if weights is not None
+        else torch.randperm(n, generator=gen)
+    )
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm needs two samples
+        batches.pop()
+    return batches
+
+
+def class_weights(labels: Tensor, num_classes: int) -> Tensor:
+    counts = torch.bincount(labels.cpu(), minlength=num_classes).float().clamp(min=1)
+    return counts.sum() / (num_classes * counts)

@@ -320,3 +320,24 @@ def test_preview_augment_cli(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert cv2.imread(str(tmp_path / "a.png")) is not None
+
+
+def test_extra_training_data(tmp_path):
+    import torch as _torch
+
+    from ferkit.errors import FerkitError
+    from ferkit.train.data import prepare_data
+
+    base = learnable(n_per_class=6)
+    extra = tmp_path / "extra.npz"
+    np.savez(extra, images=base.images[:20], labels=np.full(20, 1))  # 20 more "disgust" faces
+    cfg = quick_cfg(tmp_path, extra_data=str(extra), extra_ratio=0.5)
+    data = prepare_data(cfg, _torch.device("cpu"), base)
+    assert len(data.train) == 42 + 10
+    assert int((data.train.labels == 1).sum()) == 6 + 10
+    np.savez(extra, images=np.zeros((3, 32, 32), np.uint8), labels=np.zeros(3))
+    with pytest.raises(FerkitError, match="extra images are"):
+        prepare_data(cfg, _torch.device("cpu"), base)
+    np.savez(extra, images=base.images[:3], labels=np.array([0, 9, 1]))
+    with pytest.raises(FerkitError, match=r"labels outside 0..6"):
+        prepare_data(cfg, _torch.device("cpu"), base)

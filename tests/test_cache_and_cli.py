@@ -4,12 +4,11 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from ferkit.cli import _add_optional_commands, app
+from ferkit.cli import app
 from ferkit.data import load as load_module
 from ferkit.data import load_dataset, write_fer2013_csv
 
 runner = CliRunner()
-_add_optional_commands()
 
 
 def test_second_load_comes_from_cache(tmp_path, small_dataset, monkeypatch):

@@ -94,7 +94,7 @@ def test_predict_cli_reports_bad_files_and_writes_outputs(tmp_path, onnx_model):
 
     from typer.testing import CliRunner
 
-    from ferkit.cli import _add_optional_commands, app
+    from ferkit.cli import app
 
     photos = tmp_path / "photos"
     (photos / "sub").mkdir(parents=True)
@@ -102,7 +102,6 @@ def test_predict_cli_reports_bad_files_and_writes_outputs(tmp_path, onnx_model):
     shutil.copy(GRACE, photos / "sub" / "a.jpg")  # same name in another folder
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (photos / "empty.png").write_bytes(b"")
-    _add_optional_commands()
     args = [
         "predict",
         str(photos),
@@ -160,7 +159,7 @@ def test_ten_thousand_images_with_corrupt_ones(tmp_path):
     import cv2
     from typer.testing import CliRunner
 
-    from ferkit.cli import _add_optional_commands, app
+    from ferkit.cli import app
 
     folder = tmp_path / "many"
     rng = np.random.default_rng(0)
@@ -172,7 +171,6 @@ def test_ten_thousand_images_with_corrupt_ones(tmp_path):
         sub = folder / f"part{i % 10}"
         sub.mkdir(parents=True, exist_ok=True)
         (sub / f"img{i:05d}.png").write_bytes(bad.get(i, good[i % 50]))
-    _add_optional_commands()
     args = [
         "predict",
         str(folder),

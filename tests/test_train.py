@@ -149,11 +149,10 @@ def test_rgb_imagenet_stem_is_folded_to_grey():
 
 
 def test_cli_train(tmp_path, small_dataset):
-    from ferkit.cli import _add_optional_commands, app
+    from ferkit.cli import app
     from ferkit.data import write_image_folder
 
     write_image_folder(learnable(n_per_class=8), tmp_path / "faces")
-    _add_optional_commands()
     result = CliRunner().invoke(
         app,
         [
@@ -310,11 +309,10 @@ def test_other_input_size(tmp_path):
 def test_preview_augment_cli(tmp_path):
     import cv2
 
-    from ferkit.cli import _add_optional_commands, app
+    from ferkit.cli import app
     from ferkit.data import write_fer2013_csv
 
     csv_path = write_fer2013_csv(learnable(n_per_class=4), tmp_path / "d.csv")
-    _add_optional_commands()
     res = CliRunner().invoke(
         app, ["data", "preview", str(csv_path), "--augment", "--out", str(tmp_path / "a.png")]
     )

@@ -74,14 +74,13 @@ def test_video_cli_outputs_and_early_end(tmp_path, face):
     import cv2
     from typer.testing import CliRunner
 
-    from ferkit.cli import _add_optional_commands, app
+    from ferkit.cli import app
 
     src = tmp_path / "in.avi"
     write_video(
         src, [Actor({"happy": face}, [(0.0, "happy")], (60, 120), (400, 140), size=150)], seconds=2, fps=25
     )
     src.write_bytes(src.read_bytes()[: int(src.stat().st_size * 0.7)])  # the file ends early
-    _add_optional_commands()
     out = tmp_path / "out.mp4"
     args = [
         "video",

@@ -43,9 +43,9 @@ def make_progress(transient: bool = False) -> Any:
     )
 
 
-def rate_text(task: Any, unit: str = "") -> str:
+def rate_text(task: Any) -> str:
     speed = task.finished_speed or task.speed
-    return f"{speed:,.0f} {unit}/s".replace(" /s", "/s") if speed else "-/s"
+    return f"{speed:,.0f}/s" if speed else "-/s"
 
 
 def progress_iter(

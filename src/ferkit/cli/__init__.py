@@ -13,6 +13,13 @@ import typer
 from rich.console import Console
 
 from ferkit import __version__
+from ferkit.cli import evaluate as cli_evaluate
+from ferkit.cli import mirror as cli_mirror
+from ferkit.cli import models as cli_models
+from ferkit.cli import predict as cli_predict
+from ferkit.cli import serve as cli_serve
+from ferkit.cli import train as cli_train
+from ferkit.cli import video as cli_video
 from ferkit.cli.data import app as data_app
 from ferkit.errors import FerkitError
 
@@ -25,29 +32,10 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
-_CLI_MODULES = (
-    "ferkit.cli.models",
-    "ferkit.cli.train",
-    "ferkit.cli.evaluate",
-    "ferkit.cli.predict",
-    "ferkit.cli.video",
-    "ferkit.cli.serve",
-    "ferkit.cli.mirror",
-)
-
-
-def _add_optional_commands() -> None:
-    """Register command groups whose modules exist (each adds itself to ``app``)."""
-    import importlib
-
-    for name in _CLI_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(app)
+# Each command module imports only typer/rich at the top (heavy libraries inside the
+# commands), so registering them all here keeps `ferkit --help` fast.
+for _module in (cli_models, cli_train, cli_evaluate, cli_predict, cli_video, cli_serve, cli_mirror):
+    _module.register(app)
 
 
 @app.command()
@@ -57,7 +45,6 @@ def version() -> None:
 
 
 def main() -> None:
-    _add_optional_commands()
     err = Console(stderr=True)
     try:
         app()

@@ -111,20 +111,18 @@ class Recognizer:
     def recognize(self, image: np.ndarray) -> list[Face]:
         return self.recognize_batch([image])[0]
 
+    def classify(self, faces: list[tuple[np.ndarray, Detection]]) -> np.ndarray:
+        """Probabilities (N, K) for (image, detection) pairs: crop, TTA, one batched model call."""
+        if not faces:
+            return np.zeros((0, len(self.labels)), np.float32)
+        size = self.classifier.input_size
+        crops = np.stack([crop_face(img, d, size, self.margin, self.align) for img, d in faces])
+        return predict_tta(self.classifier, crops, self.tta)
+
     def recognize_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
         """Detect in every image, then classify all faces in one batched model call."""
         detections = [self.detector.detect(img) for img in images]
-        size = self.classifier.input_size
-        crops = [
-            crop_face(img, d, size, self.margin, self.align)
-            for img, dets in zip(images, detections, strict=True)
-            for d in dets
-        ]
-        probs = (
-            predict_tta(self.classifier, np.stack(crops), self.tta)
-            if crops
-            else np.zeros((0, len(self.labels)))
-        )
+        probs = self.classify([(img, d) for img, dets in zip(images, detections, strict=True) for d in dets])
         out, k = [], 0
         for dets in detections:
             faces = []

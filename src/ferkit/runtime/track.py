@@ -16,7 +16,7 @@ A track not seen for ``max_age`` seconds is dropped.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -42,8 +42,6 @@ class Track:
     probs: np.ndarray | None = None  # smoothed class probabilities
     raw_probs: np.ndarray | None = None  # the last unsmoothed ones
     last_probs_time: float | None = None
-    hits: int = 1
-    history: list[tuple[float, np.ndarray]] = field(default_factory=list, repr=False)
     detected_box: Box | None = None  # the box of the last detection (predictions start here)
 
     def __post_init__(self) -> None:
@@ -62,12 +60,10 @@ class FaceTracker:
         iou_threshold: float = 0.2,
         max_age: float = 1.0,
         smoothing: float = 0.3,
-        keep_history: bool = False,
     ):
         self.iou_threshold = iou_threshold
         self.max_age = max_age
         self.smoothing = smoothing
-        self.keep_history = keep_history
         self.tracks: list[Track] = []
         self._next_id = 1
 
@@ -123,8 +119,6 @@ class FaceTracker:
             weight = 1.0 - math.exp(-dt / self.smoothing)  # share of the new measurement
             track.probs = (1 - weight) * track.probs + weight * probs
         track.last_probs_time = t
-        if self.keep_history:
-            track.history.append((t, track.probs.copy()))
 
     def _move(self, track: Track, box: Box, t: float) -> None:
         dt = t - track.last_seen
@@ -136,7 +130,6 @@ class FaceTracker:
             track.velocity = (0.5 * track.velocity[0] + 0.5 * vx, 0.5 * track.velocity[1] + 0.5 * vy)
         track.box = track.detected_box = tuple(map(float, box))  # type: ignore[assignment]
         track.last_seen = t
-        track.hits += 1
 
     def _expire(self, t: float) -> None:
         self.tracks = [tr for tr in self.tracks if t - tr.last_seen <= self.max_age]

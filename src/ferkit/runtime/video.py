@@ -21,9 +21,8 @@ import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.runtime.detect import Detection
-from ferkit.runtime.recognize import Recognizer, crop_face
+from ferkit.runtime.recognize import Recognizer
 from ferkit.runtime.track import FaceTracker
-from ferkit.runtime.tta import predict_tta
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,6 @@ def process_frames(
     """Detect every ``detect_every`` frames, track in between, classify every ``classify_every``."""
     tracker = tracker or FaceTracker()
     labels = recognizer.labels
-    clf = recognizer.classifier
     for n, (index, t, image) in enumerate(frames):
         detect = n % max(1, detect_every) == 0
         classify = n % max(1, classify_every) == 0
@@ -139,10 +137,7 @@ def process_frames(
             boxes = [d.box for d in detections]
         probs = None
         if classify and detections:
-            crops = np.stack(
-                [crop_face(image, d, clf.input_size, recognizer.margin, recognizer.align) for d in detections]
-            )
-            probs = list(predict_tta(clf, crops, recognizer.tta))
+            probs = list(recognizer.classify([(image, d) for d in detections]))
         if detect:
             tracks = tracker.update(boxes, probs, t)
         else:

@@ -20,7 +20,6 @@ import torch
 
 from ferkit.evaluate.metrics import classification_report
 from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
-from ferkit.train.config import TrainConfig
 from ferkit.utils import atomic_path
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "img_per_s"]
@@ -89,7 +88,7 @@ def early_stopping(state) -> None:
         state.stop = True
 
 
-def default_callbacks(cfg: TrainConfig) -> list:
+def default_callbacks() -> list:
     return [save_checkpoints, write_metrics_csv, plot_curves, early_stopping]
 
 

@@ -329,7 +329,7 @@ def fit(
         _log(cfg, f"resuming {run_dir} after epoch {state.epoch}/{cfg.epochs}")
     save_config(cfg, run_dir / "config.yaml")
     train_model = torch.compile(model) if cfg.compile else model
-    hooks = default_callbacks(cfg) + list(callbacks or [])
+    hooks = default_callbacks() + list(callbacks or [])
     _log(
         cfg,
         f"training {cfg.model} on {device} ({precision}), "

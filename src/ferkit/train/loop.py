@@ -40,6 +40,33 @@ from ferkit.utils import cache_dir
 
 
 # ----------------------------------------------------------------------------- devices
+@dataclass(frozen=True)
+class Dist:
+    """Where this process stands in a torchrun job (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> tuple[Dist, torch.device]:
+    """Join the torchrun process group (gloo on CPU, NCCL on CUDA) when WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), device
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size()), device
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -89,8 +116,13 @@ def train_one_epoch(
     precision: str,
     ema: EMA | None = None,
     on_batch: Callable[[int, int, float, float], None] | None = None,
+    shard: Dist = Dist(),
 ) -> EpochStats:
-    """One pass over the training split; returns mean loss, accuracy and throughput."""
+    """One pass over the training split; returns mean loss, accuracy and throughput.
+
+    Under DDP every rank draws the same global batch (same seed) and trains on its slice
+    of it, so N processes see exactly the batches one process would.
+    """
     model.train()
     gen = epoch_generator(cfg.seed, epoch)
     torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout etc.
@@ -115,6 +147,9 @@ def train_one_epoch(
         else:
             targets = F.one_hot(labels, num_classes).float()
         x, targets = mix_batch(x, targets, cfg.augment, gen)
+        if shard.world > 1:
+            part = torch.arange(len(idx)).tensor_split(shard.world)[shard.rank].to(device)
+            x, targets, labels, idx = x[part], targets[part], labels[part], idx[part]
         x = normalise(x, data.mean, data.std)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -138,7 +173,7 @@ def train_one_epoch(
         if scheduler is not None and cfg.schedule != "plateau":
             scheduler.step()
         if ema is not None:
-            ema.update(model)
+            ema.update(getattr(model, "module", model))
         n = len(idx)
         total_loss += loss.item() * n
         total_correct += (logits.argmax(1) == labels).sum().item()
@@ -215,6 +250,7 @@ class TrainState:
     best_val_accuracy: float = -1.0
     best_epoch: int = 0
     stop: bool = False
+    dist: Dist = field(default_factory=Dist)
 
     def meta(self) -> dict[str, Any]:
         """What travels with the weights: how to rebuild the model and feed it."""
@@ -292,9 +328,13 @@ def fit(
                 f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick --out"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
+    device, rank = setup_distributed(resolve_device(cfg.device))[::-1]
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    elif rank.world > 1 and device.type == "cpu":  # share the cores, do not oversubscribe
+        torch.set_num_threads(
+            max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", rank.world)))
+        )
     precision = resolve_precision(cfg.precision, device)
     data = prepare_data(cfg, device, dataset)
     num_classes = len(data.label_set)
@@ -304,17 +344,21 @@ def fit(
     )
     if cfg.init and ckpt is None:
         report = load_init_weights(model, cfg.init, backbone_only=cfg.init_backbone_only)
-        _log(cfg, f"init from {cfg.init}: {report.summary()}")
+        _log(cfg, f"init from {cfg.init}: {report.summary()}", rank)
     if cfg.freeze:
         freeze(model, cfg.freeze)
     model.to(device)
+    if cfg.channels_last and rank.world > 1 and device.type == "cpu":
+        # torch 2.13's gloo DDP segfaults in backward on channels_last CPU weights (seen here).
+        _log(cfg, "DDP on CPU: channels_last turned off (it crashes torch's gloo backward)", rank)
+        cfg.channels_last = False
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model)
     steps = len(batch_order(len(data.train), cfg.batch_size, torch.Generator().manual_seed(0)))
     scheduler = make_scheduler(cfg, optimizer, steps)
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
-    state = TrainState(cfg, run_dir, model, optimizer, scheduler, ema, data, device, precision)
+    state = TrainState(cfg, run_dir, model, optimizer, scheduler, ema, data, device, precision, dist=rank)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -326,14 +370,24 @@ def fit(
         state.history = list(ckpt.get("history", []))
         state.best_val_accuracy = float(ckpt.get("best_val_accuracy", -1))
         state.best_epoch = int(ckpt.get("best_epoch", 0))
-        _log(cfg, f"resuming {run_dir} after epoch {state.epoch}/{cfg.epochs}")
-    save_config(cfg, run_dir / "config.yaml")
+        _log(cfg, f"resuming {run_dir} after epoch {state.epoch}/{cfg.epochs}", rank)
+    if rank.main:
+        save_config(cfg, run_dir / "config.yaml")
     train_model = torch.compile(model) if cfg.compile else model
-    hooks = default_callbacks() + list(callbacks or [])
+    if rank.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(
+            train_model, device_ids=[device] if device.type == "cuda" else None
+        )
+    # Rank 0 alone logs and writes (metrics, checkpoints, plots); the others only train.
+    hooks = (default_callbacks() + list(callbacks or [])) if rank.main else []
     _log(
         cfg,
-        f"training {cfg.model} on {device} ({precision}), "
-        f"{len(data.train)} train / {len(data.val)} val images -> {run_dir}",
+        f"training {cfg.model} on {device} ({precision}"
+        + (f", DDP rank {rank.rank} of {rank.world}" if rank.world > 1 else "")
+        + f"), {len(data.train)} train / {len(data.val)} val images -> {run_dir}",
+        rank,
     )
     try:
         while state.epoch < cfg.epochs and not state.stop:
@@ -360,17 +414,35 @@ def fit(
                 f"epoch {state.epoch}/{cfg.epochs}  loss {stats.loss:.4f}  acc {stats.accuracy:.4f}  "
                 f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  "
                 f"{stats.images_per_s:.0f} img/s  {stats.seconds:.0f}s",
+                rank,
             )
             for hook in hooks:
                 hook(state)
+            if rank.world > 1:  # early stopping is decided on rank 0
+                import torch.distributed as dist
+
+                flag = torch.tensor([int(state.stop)])
+                dist.broadcast(flag, 0)
+                state.stop = bool(flag.item())
     except KeyboardInterrupt:
         _log(
             cfg,
             f"interrupted: the last completed epoch ({state.epoch}) is saved; "
             f"continue with --resume {run_dir}",
+            rank,
         )
         raise
-    return final_evaluation(state)
+    if rank.world == 1:
+        return final_evaluation(state)
+    import torch.distributed as dist
+
+    result = final_evaluation(state) if rank.main else None
+    dist.barrier()
+    dist.destroy_process_group()
+    if result is None:
+        wall = float(sum(r["seconds"] for r in state.history))
+        result = TrainResult(run_dir, state.epoch, state.best_epoch, state.best_val_accuracy, None, {}, wall)
+    return result
 
 
 def _ema_model(state: TrainState) -> nn.Module:
@@ -384,7 +456,7 @@ def _ema_model(state: TrainState) -> nn.Module:
 def _run_epoch(state: TrainState, model: nn.Module) -> EpochStats:
     """One epoch, under a progress bar (loss, accuracy, img/s, ETA) when one is wanted."""
     cfg = state.cfg
-    show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
+    show = (cfg.progress if cfg.progress is not None else sys.stderr.isatty()) and state.dist.main
     on_batch = None
     with contextlib.ExitStack() as stack:
         if show:
@@ -415,11 +487,13 @@ def _run_epoch(state: TrainState, model: nn.Module) -> EpochStats:
             state.precision,
             state.ema,
             on_batch,
+            state.dist,
         )
 
 
-def _log(cfg: TrainConfig, message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def _log(cfg: TrainConfig, message: str, rank: Dist = Dist()) -> None:
+    if rank.main:
+        print(message, file=sys.stderr, flush=True)
 
 
 @dataclass

@@ -348,9 +348,10 @@ def fit(
     if cfg.freeze:
         freeze(model, cfg.freeze)
     model.to(device)
-    if cfg.channels_last and rank.world > 1 and device.type == "cpu":
-        # torch 2.13's gloo DDP segfaults in backward on channels_last CPU weights (seen here).
-        _log(cfg, "DDP on CPU: channels_last turned off (it crashes torch's gloo backward)", rank)
+    if cfg.channels_last and device.type == "cpu" and _has_grouped_conv(model):
+        # torch 2.13's CPU backward of grouped (depthwise) convolutions in channels_last
+        # crashes the process for some batch sizes (e.g. 37, 101; reproduced here).
+        _log(cfg, "channels_last turned off: depthwise convolutions crash its CPU backward", rank)
         cfg.channels_last = False
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -443,6 +444,10 @@ def fit(
         wall = float(sum(r["seconds"] for r in state.history))
         result = TrainResult(run_dir, state.epoch, state.best_epoch, state.best_val_accuracy, None, {}, wall)
     return result
+
+
+def _has_grouped_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
 
 
 def _ema_model(state: TrainState) -> nn.Module:

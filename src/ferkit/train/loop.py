@@ -135,11 +135,16 @@ def train_one_epoch(
     elif cfg.balance == "weights":
         loss_weights = class_weights(split.labels, num_classes).to(device)
     batches = batch_order(len(split), cfg.batch_size, gen, sample_weights)
+    # torch 2.13 crashes in the bf16 channels_last CPU backward of depthwise convolutions
+    # when the batch size is odd (3, 37, 101 crash; even sizes do not): drop one sample.
+    even_only = cfg.channels_last and device.type == "cpu" and _has_grouped_conv(model)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     total_loss = total_correct = seen = 0.0
     start = time.perf_counter()
     for i, idx in enumerate(batches):
         idx = idx.to(device)
+        if even_only and len(idx) % (2 * shard.world):
+            idx = idx[: len(idx) - len(idx) % (2 * shard.world)]
         x = augment_batch(split.images[idx], cfg.augment, gen)
         labels = split.labels[idx]
         if cfg.ferplus_mode == "soft" and split.soft is not None:
@@ -348,10 +353,10 @@ def fit(
     if cfg.freeze:
         freeze(model, cfg.freeze)
     model.to(device)
-    if cfg.channels_last and device.type == "cpu" and _has_grouped_conv(model):
-        # torch 2.13's CPU backward of grouped (depthwise) convolutions in channels_last
-        # crashes the process for some batch sizes (e.g. 37, 101; reproduced here).
-        _log(cfg, "channels_last turned off: depthwise convolutions crash its CPU backward", rank)
+    if cfg.channels_last and device.type == "cpu" and precision != "bf16" and _has_grouped_conv(model):
+        # torch 2.13's CPU backward of depthwise convolutions in channels_last crashes in
+        # fp32 (any batch); in bf16 only for odd batch sizes, which train_one_epoch avoids.
+        _log(cfg, "channels_last turned off: depthwise convolutions crash its fp32 CPU backward", rank)
         cfg.channels_last = False
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -29,8 +29,45 @@ def predict(
     annotate_dir: Optional[Path] = typer.Option(None, "--annotate", help="Write annotated images here."),
     strict: bool = typer.Option(False, help="Exit 1 if any input could not be read."),
     batch_size: int = typer.Option(16, help="Images decoded and classified together."),
+    engine: str = typer.Option("local", help="local (this process) or ray (Ray Data actors -> Parquet)."),
+    out: Optional[str] = typer.Option(
+        None, "--out", help="Ray engine: output folder or URI (s3://...) for Parquet partitions."
+    ),
+    address: Optional[str] = typer.Option(
+        None, help="Ray engine: cluster address (auto, ray://host:10001); default a local Ray."
+    ),
+    workers: Optional[int] = typer.Option(None, help="Ray engine: actors (default: the cluster's CPUs)."),
+    partition_size: int = typer.Option(1000, help="Ray engine: files per output partition."),
+    video_every: float = typer.Option(1.0, help="Ray engine: seconds between sampled video frames."),
 ) -> None:
-    """Detect faces and recognise their expressions; bad files are reported, never fatal."""
+    """Detect faces and recognise their expressions; bad files are reported, never fatal.
+
+    With --engine ray, inputs may also be videos and URIs of any filesystem pyarrow reads
+    (s3://, gs://, hdfs://); results go to Parquet (one row per face) and a re-run skips the
+    partitions already written.
+    """
+    if engine == "ray":
+        _predict_ray(
+            inputs,
+            out,
+            model,
+            detector,
+            min_face,
+            align,
+            tta,
+            address,
+            workers,
+            partition_size,
+            batch_size,
+            video_every,
+            strict,
+        )
+        return
+    if engine != "local":
+        raise typer.BadParameter(f"unknown engine {engine!r}: use local or ray", param_hint="--engine")
+    for name, value in (("--out", out), ("--address", address), ("--workers", workers)):
+        if value is not None:
+            raise typer.BadParameter(f"{name} is for --engine ray", param_hint=name)
     from ferkit.progress import progress_iter
     from ferkit.runtime.batch import expand_inputs, output_name, predict_files
     from ferkit.runtime.recognize import Recognizer
@@ -92,6 +129,57 @@ def predict(
     if len(failed) > 50:
         err.print(f"  ... and {len(failed) - 50} more")
     if strict and failed:
+        raise typer.Exit(1)
+
+
+def _predict_ray(
+    inputs,
+    out,
+    model,
+    detector,
+    min_face,
+    align,
+    tta,
+    address,
+    workers,
+    partition_size,
+    batch_size,
+    video_every,
+    strict,
+) -> None:
+    from ferkit.errors import FerkitError
+    from ferkit.scale import predict_ray
+
+    if not out:
+        raise typer.BadParameter("the Ray engine writes Parquet: give an output folder", param_hint="--out")
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        report = predict_ray(
+            inputs,
+            out,
+            model=model,
+            detector=detector,
+            min_face=min_face,
+            align=align,
+            tta=tta,
+            address=address,
+            workers=workers,
+            partition_size=partition_size,
+            batch_size=batch_size,
+            video_every=video_every,
+        )
+    except FerkitError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+    err.print(
+        f"{report.done_partitions} partition(s) written, {report.skipped_partitions} already done; "
+        f"{report.images} file(s), {report.faces} face(s), {len(report.failed)} failed -> {report.out}"
+    )
+    for path, problem in report.failed[:50]:
+        err.print(f"  [yellow]skipped[/] {path}: {problem}", highlight=False)
+    if len(report.failed) > 50:
+        err.print(f"  ... and {len(report.failed) - 50} more")
+    if strict and report.failed:
         raise typer.Exit(1)
 
 

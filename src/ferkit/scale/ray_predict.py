@@ -1,0 +1,440 @@
+"""Batch recognition on Ray Data: many images and videos -> Parquet, one row per face.
+
+Usage::
+
+    from ferkit.scale import predict_ray
+    report = predict_ray(["photos/", "s3://bucket/faces/"], "s3://bucket/out/", address="auto")
+    report.images, report.faces, report.failed, report.skipped_partitions
+
+How it runs:
+
+- inputs are expanded on the driver: local files, folders (recursive) and globs, or any URI
+  that pyarrow's filesystems understand (``s3://``, ``gs://``, ``hdfs://``, ``file://``);
+- the sorted file list is cut into partitions of ``partition_size`` files, remembered in
+  ``OUT/_partitions.json`` so a re-run assigns the same files to the same partitions (files
+  added later go to new partitions);
+- a Ray Data ``map_batches`` with an actor pool hands each partition to one actor; an actor
+  builds one :class:`~ferkit.runtime.recognize.Recognizer` (one ONNX session) for its life,
+  reads its files through pyarrow, recognises them and writes ``OUT/part-NNNNN.parquet``
+  (temporary name, then moved, so a partition file is whole or absent);
+- partitions whose file already exists are skipped: an interrupted job continues.
+
+Every input appears in the output: a row per face, one row with empty face columns when an
+image has no face, and one row with the ``error`` column set when a file cannot be read (a
+failed input never fails the job). Videos give rows per face per sampled frame (every
+``video_every`` seconds), with ``frame`` and ``timestamp`` set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferkit.errors import DataError, FerkitError
+from ferkit.imageio import decode_image, is_image_name
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".y4m", ".wmv")
+MANIFEST = "_partitions.json"
+FACE_COLUMNS = ("face", "x", "y", "w", "h", "score", "label")
+
+
+def is_video_name(name: str) -> bool:
+    return name.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def _filesystem(path: str):
+    """(pyarrow filesystem, path inside it) for a local path or a URI."""
+    import pyarrow.fs as pafs
+
+    if _is_uri(path):
+        try:
+            return pafs.FileSystem.from_uri(path)
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for bad URIs
+            raise FerkitError(f"{path}: cannot open this location ({exc})") from exc
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def _join(base: str, name: str) -> str:
+    return base.rstrip("/") + "/" + name
+
+
+def expand_sources(inputs: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Inputs -> (sorted file paths or URIs, [(input, problem)] for those that matched nothing).
+
+    Local inputs behave as in ``ferkit predict`` (files, recursive folders, globs); a URI names a
+    file or a folder prefix on its filesystem. Only image and video names are taken from folders.
+    """
+    import pyarrow.fs as pafs
+
+    from ferkit.runtime.batch import expand_inputs
+
+    paths: list[str] = []
+    missing: list[tuple[str, str]] = []
+    for item in inputs:
+        if not _is_uri(item):
+            found, bad = expand_inputs([item])
+            if os.path.isdir(item):  # expand_inputs keeps images only; take videos too
+                found = []
+                for root, dirs, files in os.walk(item):
+                    dirs.sort()
+                    found += [
+                        os.path.join(root, f)
+                        for f in sorted(files)
+                        if (is_image_name(f) or is_video_name(f)) and not f.startswith(".")
+                    ]
+            paths += found
+            missing += [(r.path, r.error or "not found") for r in bad]
+            continue
+        fs, inner = _filesystem(item)
+        scheme = item.split("://", 1)[0]
+        info = fs.get_file_info(inner)
+        if info.type == pafs.FileType.File:
+            paths.append(item)
+        elif info.type == pafs.FileType.Directory:
+            selector = pafs.FileSelector(inner, recursive=True)
+            names = sorted(
+                f.path
+                for f in fs.get_file_info(selector)
+                if f.type == pafs.FileType.File
+                and (is_image_name(f.base_name) or is_video_name(f.base_name))
+                and not f.base_name.startswith(".")
+            )
+            paths += [f"{scheme}://{n.lstrip('/')}" if scheme != "file" else f"file://{n}" for n in names]
+        else:
+            missing.append((item, "no such file or folder"))
+    return sorted(dict.fromkeys(paths)), missing
+
+
+def plan_partitions(paths: list[str], previous: list[list[str]] | None, size: int) -> list[list[str]]:
+    """Keep earlier partitions as they were; put files not seen before into new partitions."""
+    parts = [list(p) for p in previous] if previous else []
+    seen = {p for part in parts for p in part}
+    new = [p for p in paths if p not in seen]
+    parts += [new[i : i + size] for i in range(0, len(new), size)]
+    return parts
+
+
+def schema(labels: Iterable[str]):
+    """The Parquet schema of every partition: same columns whether or not faces were found."""
+    import pyarrow as pa
+
+    fields = [
+        pa.field("path", pa.string()),
+        pa.field("frame", pa.int64()),
+        pa.field("timestamp", pa.float64()),
+        pa.field("face", pa.int32()),
+        pa.field("x", pa.int32()),
+        pa.field("y", pa.int32()),
+        pa.field("w", pa.int32()),
+        pa.field("h", pa.int32()),
+        pa.field("score", pa.float32()),
+        pa.field("label", pa.string()),
+    ]
+    fields += [pa.field(name, pa.float32()) for name in labels]
+    fields.append(pa.field("error", pa.string()))
+    return pa.schema(fields)
+
+
+def face_rows(path: str, faces, labels, frame: int | None = None, t: float | None = None) -> list[dict]:
+    """Rows for one image or frame: one per face, or one with empty face columns when none."""
+    if not faces:
+        return [{"path": path, "frame": frame, "timestamp": t}]
+    rows = []
+    for k, face in enumerate(faces):
+        x, y, w, h = face.box
+        row = {"path": path, "frame": frame, "timestamp": t, "face": k, "x": x, "y": y, "w": w, "h": h}
+        row.update(score=float(face.score), label=face.label)
+        row.update({name: float(face.probs[name]) for name in labels})
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class RecognizeOptions:
+    """What every worker builds its Recognizer from (the model travels as bytes)."""
+
+    model_bytes: bytes
+    detector: str = "auto"
+    min_face: int = 30
+    align: bool = False
+    tta: str = "flip"
+    threads: int = 1
+    batch_size: int = 16
+    video_every: float = 1.0
+
+
+class PartitionWorker:
+    """A Ray actor: one Recognizer for its life, one Parquet file per partition it is given."""
+
+    def __init__(self, options: RecognizeOptions, out: str):
+        from ferkit.runtime.classifier import OnnxClassifier
+        from ferkit.runtime.recognize import Recognizer
+
+        fd, name = tempfile.mkstemp(suffix=".onnx", prefix="ferkit-model-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(options.model_bytes)
+        clf = OnnxClassifier(name, threads=options.threads)
+        self.recognizer = Recognizer(
+            clf, detector=options.detector, min_face=options.min_face, align=options.align, tta=options.tta
+        )
+        self.options = options
+        self.labels = list(self.recognizer.labels)
+        self.schema = schema(self.labels)
+        self.out = out
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        summary: dict[str, list] = {k: [] for k in ("part", "files", "faces", "errors")}
+        for part, paths in zip(batch["part"], batch["paths"], strict=True):
+            rows = list(self.recognize_paths(list(paths)))
+            write_partition(rows, self.schema, self.out, int(part))
+            summary["part"].append(int(part))
+            summary["files"].append(len(paths))
+            summary["faces"].append(sum(1 for r in rows if r.get("face") is not None))
+            summary["errors"].append(json.dumps([[r["path"], r["error"]] for r in rows if r.get("error")]))
+        return summary
+
+    def recognize_paths(self, paths: list[str]) -> Iterator[dict]:
+        images, pending = [], []
+        for path in paths:
+            if is_video_name(path):
+                yield from self.recognize_video(path)
+                continue
+            try:
+                images.append(decode_image(read_bytes(path), path, color="rgb"))
+                pending.append(path)
+            except DataError as exc:
+                yield {"path": path, "error": exc.problem}
+            if len(images) >= self.options.batch_size:
+                yield from self._flush(images, pending)
+                images, pending = [], []
+        yield from self._flush(images, pending)
+
+    def _flush(self, images, paths) -> Iterator[dict]:
+        if not images:
+            return
+        for path, faces in zip(paths, self.recognizer.recognize_batch(images), strict=True):
+            yield from face_rows(path, faces, self.labels)
+
+    def recognize_video(self, path: str) -> Iterator[dict]:
+        from ferkit.runtime.video import SourceReport, read_frames
+
+        local, cleanup = path, None
+        try:
+            if _is_uri(path):  # OpenCV reads local files: copy it down first
+                fd, local = tempfile.mkstemp(suffix=Path(path).suffix)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(read_bytes(path))
+                cleanup = local
+            report = SourceReport()
+            next_t, n = 0.0, 0
+            for index, t, image in read_frames(local, report):
+                if t + 1e-6 < next_t:
+                    continue
+                next_t = t + self.options.video_every
+                n += 1
+                yield from face_rows(path, self.recognizer.recognize(image), self.labels, index, t)
+            if n == 0:
+                yield {"path": path, "error": "no readable frame"}
+            elif report.ended_early:
+                yield {
+                    "path": path,
+                    "error": f"video ended early: {report.frames_read} of {report.expected_frames} frames "
+                    "read (rows before this one are valid)",
+                }
+        except FerkitError as exc:
+            yield {"path": path, "error": str(exc).removeprefix(f"{local}: ")}
+        finally:
+            if cleanup:
+                os.unlink(cleanup)
+
+
+def read_bytes(path: str) -> bytes:
+    """A file's bytes from the local disk or any pyarrow filesystem; errors name the file."""
+    if not _is_uri(path):
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise DataError(path, f"cannot read file ({exc.strerror})") from exc
+    try:
+        fs, inner = _filesystem(path)
+        with fs.open_input_stream(inner) as f:
+            return f.read()
+    except (OSError, FerkitError) as exc:
+        raise DataError(path, f"cannot read file ({exc})") from exc
+
+
+def partition_name(part: int) -> str:
+    return f"part-{part:05d}.parquet"
+
+
+def write_partition(rows: list[dict], table_schema, out: str, part: int) -> None:
+    """Write one partition under a temporary name, then move it in place (whole or absent)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {f.name: [r.get(f.name) for r in rows] for f in table_schema}
+    table = pa.table(columns, schema=table_schema)
+    fs, base = _filesystem(out)
+    final = _join(base, partition_name(part))
+    tmp = _join(base, f".{partition_name(part)}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(table, tmp, filesystem=fs)
+    fs.move(tmp, final)
+
+
+@dataclass
+class RayReport:
+    """What a Ray batch job did (this run), and where the output is."""
+
+    out: str
+    partitions: int
+    done_partitions: int  # written by this run
+    skipped_partitions: int  # already there from an earlier run
+    images: int  # files handled by this run
+    faces: int
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (input, problem), this run + missing inputs
+
+
+def _read_manifest(fs, base: str) -> dict | None:
+    import pyarrow.fs as pafs
+
+    path = _join(base, MANIFEST)
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read().decode())
+
+
+def _write_manifest(fs, base: str, manifest: dict) -> None:
+    tmp = _join(base, f".{MANIFEST}.{uuid.uuid4().hex}.tmp")
+    with fs.open_output_stream(tmp) as f:
+        f.write(json.dumps(manifest, indent=1).encode())
+    fs.move(tmp, _join(base, MANIFEST))
+
+
+def predict_ray(
+    inputs: Iterable[str],
+    out: str | os.PathLike,
+    *,
+    model: str | os.PathLike = "default",
+    detector: str = "auto",
+    min_face: int = 30,
+    align: bool = False,
+    tta: str = "flip",
+    address: str | None = None,
+    workers: int | None = None,
+    partition_size: int = 1000,
+    batch_size: int = 16,
+    video_every: float = 1.0,
+    progress: bool | None = None,
+    ray_init: dict[str, Any] | None = None,
+) -> RayReport:
+    """Recognise every image/video in ``inputs`` on a Ray cluster; Parquet partitions in ``out``.
+
+    ``address``: ``None`` starts (or reuses) a local Ray; ``"auto"`` joins the cluster this
+    machine belongs to; ``"ray://host:10001"`` connects a client. ``workers``: actors (one CPU and
+    one ONNX session each), default the cluster's CPU count.
+    """
+    import pyarrow.fs as pafs
+
+    from ferkit.progress import progress_iter
+    from ferkit.runtime.classifier import OnnxClassifier
+    from ferkit.runtime.models import resolve_model
+
+    if partition_size < 1:
+        raise FerkitError(f"partition_size must be at least 1, not {partition_size}")
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise FerkitError('the Ray engine needs Ray: pip install "ferkit[scale]"') from exc
+
+    model_path = resolve_model(model)
+    labels = OnnxClassifier(model_path, threads=1).labels  # fails here, not on every worker
+    options = RecognizeOptions(
+        model_path.read_bytes(),
+        detector,
+        min_face,
+        align,
+        tta,
+        batch_size=batch_size,
+        video_every=video_every,
+    )
+    paths, missing = expand_sources([str(i) for i in inputs])
+    out = str(out)
+    fs, base = _filesystem(out)
+    fs.create_dir(base, recursive=True)
+    manifest = _read_manifest(fs, base)
+    if manifest and manifest.get("labels") != list(labels):
+        raise FerkitError(
+            f"{out}: holds results of a model with labels {manifest.get('labels')}, not {list(labels)};"
+            " use a new output folder"
+        )
+    parts = plan_partitions(paths, manifest["partitions"] if manifest else None, partition_size)
+    _write_manifest(fs, base, {"labels": list(labels), "partitions": parts})
+    done = {
+        i
+        for i in range(len(parts))
+        if fs.get_file_info(_join(base, partition_name(i))).type == pafs.FileType.File
+    }
+    wanted = set(paths)
+    todo = [i for i in range(len(parts)) if i not in done and any(p in wanted for p in parts[i])]
+    report = RayReport(out, len(parts), 0, len(done), 0, 0, failed=list(missing))
+    if not todo:
+        return report
+
+    started = False
+    if not ray.is_initialized():
+        kwargs = {"address": address, "include_dashboard": False, "log_to_driver": True}
+        kwargs.update(ray_init or {})
+        ray.init(**kwargs)
+        started = True
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # ours below counts files, with rate and ETA
+        n_workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        n_workers = max(1, min(n_workers, len(todo)))
+        items = [{"part": i, "paths": parts[i]} for i in todo]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        results = ds.map_batches(
+            PartitionWorker,
+            fn_constructor_kwargs={"options": options, "out": out},
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=n_workers),
+            num_cpus=1,
+        )
+        sizes = {i: len(parts[i]) for i in todo}
+        rows = results.iter_rows()
+        for row in progress_iter(
+            rows, description=f"partitions ({n_workers} Ray workers)", total=len(todo), enabled=progress
+        ):
+            report.done_partitions += 1
+            report.images += sizes[int(row["part"])]
+            report.faces += int(row["faces"])
+            report.failed += [tuple(e) for e in json.loads(row["errors"])]
+    finally:
+        if started:
+            ray.shutdown()
+    return report
+
+
+def read_results(out: str | os.PathLike):
+    """All partitions of a Ray job's output as one pandas DataFrame (sorted by path, frame, face)."""
+    import pyarrow.dataset as pads
+
+    fs, base = _filesystem(str(out))
+    dataset = pads.dataset(base, filesystem=fs, format="parquet", exclude_invalid_files=True)
+    frame = dataset.to_table().to_pandas()
+    return frame.sort_values(["path", "frame", "face"], na_position="first").reset_index(drop=True)

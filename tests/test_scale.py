@@ -1,0 +1,151 @@
+"""Batch recognition on Ray: same rows as single-process predict, bad files as rows, resumable."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from matplotlib import cbook
+
+from ferkit.scale.ray_predict import expand_sources, plan_partitions
+
+GRACE = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+BAD = {"empty.jpg": b"", "truncated.jpg": None, "text.png": b"this is not a picture\n"}
+
+
+def make_collection(folder: Path, n: int = 300) -> dict[str, str]:
+    """``n`` files: faces at several scales and flips, faceless pictures, and broken files."""
+    grace = cv2.imread(str(GRACE))
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    good = n - len(BAD)
+    for i in range(good):
+        sub = folder / f"batch{i % 3}"
+        sub.mkdir(exist_ok=True)
+        if i % 5 == 0:  # a face
+            scale = 0.35 + 0.05 * (i % 7)
+            img = cv2.resize(grace, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            img = img[:, ::-1] if i % 2 else img
+        else:  # no face: smooth noise
+            img = cv2.GaussianBlur(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), (0, 0), 3)
+        cv2.imwrite(str(sub / f"img{i:04d}.{'jpg' if i % 2 else 'png'}"), img)
+    full = (folder / "batch0" / "img0000.png").read_bytes()
+    for name, data in BAD.items():
+        (folder / name).write_bytes(full[: len(full) // 3] if data is None else data)
+    return {name: "" for name in BAD}
+
+
+def test_plan_partitions_keeps_earlier_ones_and_appends_new_files():
+    first = plan_partitions(["a", "b", "c", "d", "e"], None, 2)
+    assert first == [["a", "b"], ["c", "d"], ["e"]]
+    # A file added later (sorting first) must not shift earlier partitions: they may be written.
+    again = plan_partitions(["0", "a", "b", "c", "d", "e", "f"], first, 2)
+    assert again[:3] == first and again[3:] == [["0", "f"]]
+
+
+def test_expand_sources_local_and_uri(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("a.jpg", "sub/b.png", "clip.mp4", "notes.txt", ".hidden.jpg"):
+        (folder / name).write_bytes(b"x")
+    local, missing = expand_sources([str(folder), str(tmp_path / "nothing_here")])
+    assert [Path(p).name for p in local] == ["a.jpg", "clip.mp4", "b.png"]
+    assert missing and missing[0][0].endswith("nothing_here")
+    uri, missing = expand_sources([f"file://{folder}"])
+    assert [p.split("/")[-1] for p in uri] == ["a.jpg", "clip.mp4", "b.png"] and not missing
+    assert all(p.startswith("file://") for p in uri)
+
+
+def test_ray_engine_needs_an_output_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from ferkit.cli import app
+
+    result = CliRunner().invoke(app, ["predict", str(tmp_path), "--engine", "ray"])
+    assert result.exit_code == 2 and "--out" in result.output
+    result = CliRunner().invoke(app, ["predict", str(tmp_path), "--engine", "spark"])
+    assert result.exit_code == 2 and "unknown engine" in result.output
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray", reason='the Ray engine is optional: pip install "ferkit[scale]"')
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_rows_equal_single_process_predict_and_resume(tmp_path, ray_cluster):
+    from typer.testing import CliRunner
+
+    from ferkit.cli import app
+    from ferkit.scale import predict_ray, read_results
+    from ferkit.scale.ray_predict import MANIFEST
+
+    folder = tmp_path / "photos"
+    make_collection(folder, 300)
+    common = ["--detector", "haar", "--tta", "flip"]
+    single = CliRunner().invoke(app, ["predict", str(folder), *common, "--json", str(tmp_path / "one.jsonl")])
+    assert single.exit_code == 0, single.output
+    expected = [json.loads(line) for line in (tmp_path / "one.jsonl").read_text().splitlines()]
+    assert len(expected) >= 50  # the faces were found
+
+    out = tmp_path / "out"
+    report = predict_ray([str(folder)], out, detector="haar", workers=2, partition_size=40, progress=False)
+    assert report.partitions == math.ceil(300 / 40) == report.done_partitions
+    assert report.images == 300 and report.faces == len(expected)
+    assert sorted(Path(p).name for p, _ in report.failed) == sorted(BAD)
+
+    frame = read_results(out)
+    faces = frame[frame["face"].notna()]
+    errors = frame[frame["error"].notna()]
+    no_face = frame[frame["face"].isna() & frame["error"].isna()]
+    assert frame["path"].nunique() == 300  # every input is accounted for
+    assert len(faces) == len(expected) and len(errors) == len(BAD)
+    by_name = errors.set_index(errors["path"].map(lambda p: Path(p).name))["error"]
+    assert "file is empty" in by_name["empty.jpg"]
+    assert len(no_face) == 300 - len(BAD) - faces["path"].nunique()
+
+    labels = [c for c in frame.columns if c not in ("path", "frame", "timestamp", "error", "label", "score")]
+    labels = [c for c in labels if c not in ("face", "x", "y", "w", "h")]
+    by_key = {(r["file"], tuple(r["box"])): r for r in expected}
+    for row in faces.itertuples(index=False):
+        rec = by_key[(row.path, (row.x, row.y, row.w, row.h))]
+        assert row.label == rec["label"]
+        assert max(abs(getattr(row, n) - rec["probs"][n]) for n in labels) < 1e-4
+
+    # Re-run: everything is there, nothing is recomputed.
+    again = predict_ray([str(folder)], out, detector="haar", workers=2, partition_size=40, progress=False)
+    assert again.done_partitions == 0 and again.skipped_partitions == report.partitions
+    # Lose one partition (an interrupted job): only that one is written again, same rows.
+    (out / "part-00003.parquet").unlink()
+    resumed = predict_ray([str(folder)], out, detector="haar", workers=2, partition_size=40, progress=False)
+    assert resumed.done_partitions == 1 and resumed.images == 40
+    assert read_results(out).equals(frame)
+    assert json.loads((out / MANIFEST).read_text())["partitions"][0][0].endswith("img0000.png")
+
+
+@pytest.mark.slow
+def test_ray_reads_videos_and_uris(tmp_path, ray_cluster):
+    from ferkit.scale import predict_ray, read_results
+    from ferkit.synth import Actor, write_video
+
+    grace = cv2.cvtColor(cv2.imread(str(GRACE)), cv2.COLOR_BGR2GRAY)[40:440, 60:460]
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    actor = Actor({"happy": grace}, [(0.0, "happy")], (100, 100), (300, 200), size=160)
+    write_video(folder / "walk.mp4", [actor], seconds=3.0, fps=10)
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    report = predict_ray([f"file://{folder}"], tmp_path / "out", detector="haar", workers=1, progress=False)
+    frame = read_results(tmp_path / "out")
+    rows = frame[frame["path"].str.endswith("walk.mp4")]
+    assert sorted(rows["frame"].unique()) == [0, 10, 20]  # one sampled frame a second
+    assert rows["face"].notna().all()
+    assert np.allclose(sorted(rows["timestamp"].unique()), [0, 1, 2], atol=0.01)
+    assert [Path(p).name for p, _ in report.failed] == ["broken.mp4"]
+    assert "cannot open video" in report.failed[0][1]

@@ -5,6 +5,7 @@ import socket
 import threading
 import time
 
+import cv2
 import pytest
 from matplotlib import cbook
 
@@ -130,31 +131,41 @@ def test_live_page_with_a_fake_camera(server, tmp_path):
 
 
 def test_mirror_game_page_reports_scripted_hits_and_misses(server, tmp_path):
-    """The fake camera shows a face the model reads as happy: happy rounds are hits, surprise misses."""
+    """The fake camera follows a script: a smiling face (read as happy) for 5 s, then a neutral one.
+
+    Targets alternate happy / surprise (pinned by the seed), 1 s countdown, hard level (0.75 for
+    1.0 s, 3 s limit): round 1 (happy) is a hit within ~2.5 s of the start, round 2 (surprise)
+    a miss, and round 3 (happy again, from ~8 s) a miss because the face has turned neutral.
+    The script switches at 5 s, >= 2.5 s away from both round boundaries it must fall between.
+    """
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
     from skimage import data
 
+    from ferkit.runtime.recognize import Recognizer
     from ferkit.synth import Actor, render_frames, write_y4m
 
-    face = data.astronaut()[30:230, 120:320]
-    frames = [
-        img for img, _ in render_frames([Actor({"x": face}, [(0.0, "x")], (220, 140), (230, 150), 200)], 2)
-    ]
-    y4m = write_y4m(tmp_path / "camera.y4m", frames)
+    grace = cv2.cvtColor(cv2.imread(str(GRACE)), cv2.COLOR_BGR2RGB)[20:420, 60:460]
+    faces = {"happy": data.astronaut()[30:230, 120:320], "neutral": grace}
+    actor = Actor(faces, [(0.0, "happy"), (5.0, "neutral")], (220, 140), (230, 150), 200)
+    frames = [img for img, _ in render_frames([actor], 14, fps=10)]
+    rec = Recognizer("default")  # the script means what it says to this model
+    assert rec.recognize(frames[0])[0].probs["happy"] > 0.8
+    assert rec.recognize(frames[-1])[0].probs["happy"] < 0.2
+    y4m = write_y4m(tmp_path / "camera.y4m", frames, fps=10)
     drv = fake_camera_chrome(y4m, tmp_path / "profile")
     try:
-        drv.get(server + "/mirror.html?seed=1&expressions=happy,surprise&countdown=0")
+        drv.get(server + "/mirror.html?seed=1&expressions=happy,surprise&countdown=1")
         Select(drv.find_element(By.ID, "difficulty")).select_by_visible_text("hard")
         rounds = drv.find_element(By.ID, "rounds")
         rounds.clear()
-        rounds.send_keys("2")
-        drv.find_element(By.ID, "start").click()
+        rounds.send_keys("3")
+        drv.find_element(By.ID, "start").click()  # the camera (and so the script) starts here
         WebDriverWait(drv, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="summary"]'))
         items = drv.find_elements(By.CSS_SELECTOR, "#results li")
-        outcomes = {li.text.split(":")[0]: li.get_attribute("data-outcome") for li in items}
-        assert outcomes == {"happy": "hit", "surprise": "miss"}
-        assert "1 hits, 1 misses" in drv.find_element(By.CSS_SELECTOR, '[data-testid="summary"]').text
+        outcomes = [(li.text.split(":")[0], li.get_attribute("data-outcome")) for li in items]
+        assert outcomes == [("happy", "hit"), ("surprise", "miss"), ("happy", "miss")]
+        assert "1 hits, 2 misses" in drv.find_element(By.CSS_SELECTOR, '[data-testid="summary"]').text
         drv.save_screenshot(str(tmp_path / "mirror.png"))
     finally:
         drv.quit()

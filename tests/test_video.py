@@ -164,3 +164,74 @@ def test_ctrl_c_finalises_the_output(tmp_path, face):
     cap = cv2.VideoCapture(str(out))
     written = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     assert 0 < written < 1000 and written >= len(frames) > 0  # a complete, readable file of what was done
+
+
+def _ffmpeg(*args: str) -> None:
+    """Phones and editors write what OpenCV's writer cannot (rotation, irregular timestamps):
+    make such files with the ffmpeg binary that the imageio-ffmpeg wheel carries."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", *args], check=True)
+
+
+def test_rotation_metadata_gives_upright_frames(tmp_path, face):
+    """A phone video: frames stored sideways plus a display rotation. Frames come out upright."""
+    import cv2
+
+    upright = cv2.copyMakeBorder(cv2.resize(face, (160, 160)), 60, 60, 40, 40, cv2.BORDER_CONSTANT, value=90)
+    stored = cv2.rotate(upright, cv2.ROTATE_90_CLOCKWISE)  # 280 wide, 240 high: the face lies on its side
+    writer = cv2.VideoWriter(str(tmp_path / "raw.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (280, 240))
+    for _ in range(10):
+        writer.write(cv2.cvtColor(stored, cv2.COLOR_RGB2BGR))
+    writer.release()
+    _ffmpeg(
+        "-display_rotation:v:0",
+        "90",
+        "-i",
+        str(tmp_path / "raw.avi"),
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(tmp_path / "phone.mp4"),
+    )
+    frames = [img for _, _, img in read_frames(str(tmp_path / "phone.mp4"))]
+    assert len(frames) == 10 and frames[0].shape == upright.shape  # 280 high, 240 wide
+    assert np.abs(frames[0].astype(int) - upright.astype(int)).mean() < 8  # codec noise only
+    rec = Recognizer("default", detector="haar")
+    assert len(rec.recognize(frames[0])) == 1  # the upright face is found
+    assert rec.recognize(cv2.rotate(frames[0], cv2.ROTATE_90_CLOCKWISE)) == []  # sideways it is not
+
+
+def test_variable_frame_rate_timestamps_come_from_the_container(tmp_path, face):
+    """10 frames at 25 fps, a 0.5 s gap, 10 more: times follow the file, not frame count / fps."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(tmp_path / "raw.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25, (200, 200))
+    for _ in range(20):
+        writer.write(cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    writer.release()
+    pts = "N*0.04/TB+if(gte(N\\,10)\\,0.5/TB\\,0)"
+    _ffmpeg(
+        "-i",
+        str(tmp_path / "raw.avi"),
+        "-vf",
+        f"settb=1/1000,setpts={pts}",
+        "-fps_mode",
+        "passthrough",
+        "-enc_time_base",
+        "1/1000",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(tmp_path / "vfr.mp4"),
+    )
+    times = np.array([t for _, t, _ in read_frames(str(tmp_path / "vfr.mp4"))])
+    expected = np.arange(20) * 0.04 + np.where(np.arange(20) >= 10, 0.5, 0.0)
+    assert len(times) == 20 and np.allclose(times, expected, atol=0.002)
+    # The video loop passes these times on (its smoothing is a time constant, so gaps count).
+    results = list(process_video(str(tmp_path / "vfr.mp4"), Recognizer("default", detector="haar")))
+    assert [round(r.time, 2) for r in results[9:11]] == [0.36, 0.9]

@@ -141,7 +141,13 @@ def test_ray_reads_videos_and_uris(tmp_path, ray_cluster):
     actor = Actor({"happy": grace}, [(0.0, "happy")], (100, 100), (300, 200), size=160)
     write_video(folder / "walk.mp4", [actor], seconds=3.0, fps=10)
     (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
-    report = predict_ray([f"file://{folder}"], tmp_path / "out", detector="haar", workers=1, progress=False)
+    from ferkit.runtime.models import resolve_model
+
+    mine = tmp_path / "mine.onnx"  # a user's model file: it travels to the workers as bytes
+    mine.write_bytes(resolve_model("fast").read_bytes())
+    report = predict_ray(
+        [f"file://{folder}"], tmp_path / "out", model=mine, detector="haar", workers=1, progress=False
+    )
     frame = read_results(tmp_path / "out")
     rows = frame[frame["path"].str.endswith("walk.mp4")]
     assert sorted(rows["frame"].unique()) == [0, 10, 20]  # one sampled frame a second

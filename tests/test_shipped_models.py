@@ -5,7 +5,7 @@ import json
 import pytest
 
 from ferkit.evaluate.run import evaluate_models
-from ferkit.runtime.classifier import OnnxClassifier
+from ferkit.runtime.classifier import EnsembleClassifier, ModelError, OnnxClassifier, is_ensemble_card
 from ferkit.runtime.models import WEIGHTS_DIR, default_model_name, resolve_model, shipped_models
 
 SHIPPED = shipped_models()
@@ -32,8 +32,13 @@ def test_something_ships_and_default_resolves():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_card_is_complete_in_onnx_and_json(name):
-    onnx_card = OnnxClassifier(WEIGHTS_DIR / f"{name}.onnx").card.extra
     json_card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    if is_ensemble_card(WEIGHTS_DIR / f"{name}.json"):  # a card only; its members are shipped files
+        onnx_card = EnsembleClassifier(WEIGHTS_DIR / f"{name}.json").card.extra
+        assert set(json_card["members"]) <= set(SHIPPED)
+        assert abs(sum(json_card["member_weights"]) - 1) < 1e-4
+    else:
+        onnx_card = OnnxClassifier(WEIGHTS_DIR / f"{name}.onnx").card.extra
     for key in REQUIRED:
         assert key in onnx_card and key in json_card, key
     assert json_card["labels"] == onnx_card["labels"]
@@ -48,5 +53,31 @@ def test_card_is_complete_in_onnx_and_json(name):
 def test_stated_accuracy_reproduces(name, tta, shared):
     card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
     key = "PrivateTest" if tta == "none" else f"PrivateTest_tta_{tta}"
-    result = evaluate_models([name], shared / "fer2013.tar.gz", split="PrivateTest", tta=tta)
+    # FER+ models are scored on the FER+ majority labels of the same PrivateTest faces.
+    data = shared / ("fer2013new.csv" if card.get("label_set") == "ferplus" else "fer2013.tar.gz")
+    result = evaluate_models([name], data, split="PrivateTest", tta=tta)
     assert result.entries[0].report.accuracy == pytest.approx(card["metrics"][key]["accuracy"], abs=0.001)
+
+
+def test_ensemble_is_the_weighted_mean_of_its_members(tmp_path):
+    import numpy as np
+
+    from ferkit.runtime.recognize import Recognizer
+
+    fast = WEIGHTS_DIR / "fast.onnx"
+    card = {"kind": "ensemble", "members": ["fast", "fast.onnx"], "member_weights": [3, 1]}
+    card["labels"] = list(OnnxClassifier(fast).labels)
+    (tmp_path / "fast.onnx").write_bytes(fast.read_bytes())  # a member beside the card, by path
+    (tmp_path / "e.json").write_text(json.dumps(card))
+    ens = EnsembleClassifier(tmp_path / "e.json")
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    assert np.allclose(ens.predict_proba(faces), OnnxClassifier(fast).predict_proba(faces), atol=1e-6)
+    assert np.allclose(ens.weights, [0.75, 0.25])
+    assert Recognizer(tmp_path / "e.json", detector="none").recognize(faces[0])[0].label in card["labels"]
+    card["labels"] = card["labels"][:-1]
+    (tmp_path / "bad.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="member fast predicts"):
+        EnsembleClassifier(tmp_path / "bad.json")
+    (tmp_path / "junk.json").write_text("{}")
+    with pytest.raises(ModelError, match="not an ensemble card"):
+        EnsembleClassifier(tmp_path / "junk.json")

@@ -135,13 +135,12 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
 
     @app.get("/api/v1/models")
     async def models() -> dict:
-        from ferkit.runtime.models import WEIGHTS_DIR, default_model_name, shipped_models
+        from ferkit.runtime.classifier import load_classifier
+        from ferkit.runtime.models import default_model_name, resolve_model, shipped_models
 
         out = []
         for name in shipped_models():
-            from ferkit.runtime.classifier import OnnxClassifier
-
-            card = OnnxClassifier(WEIGHTS_DIR / f"{name}.onnx", threads=1).card
+            card = load_classifier(resolve_model(name), threads=1).card
             metrics = card.extra.get("metrics", {})
             out.append(
                 {

@@ -108,7 +108,26 @@ def report_cmd(
     console.print(f"wrote {md} and {csv_path}")
 
 
+def ensemble_cmd(
+    members: list[str] = typer.Argument(..., help="ONNX members: shipped names or .onnx files."),
+    data: Path = typer.Option(..., help="Dataset: weights fitted on PublicTest, reported on PrivateTest."),
+    out: Path = typer.Option(..., help="Ensemble card to write (.json); load it like any model."),
+    tta: str = typer.Option("flip", help="TTA the weights are fitted with: none, flip, tencrop."),
+) -> None:
+    """Combine models into one: weights fitted on PublicTest, the card carries PrivateTest figures."""
+    from ferkit.evaluate.ensemble import build_ensemble_card
+
+    if out.suffix != ".json":
+        raise typer.BadParameter("an ensemble card is a .json file", param_hint="--out")
+    card = build_ensemble_card(list(members), data, out, tta=tta)
+    weights = ", ".join(f"{m} {w:.3f}" for m, w in zip(card["members"], card["member_weights"], strict=True))
+    console.print(f"wrote {out}: weights {weights}")
+    for key, m in card["metrics"].items():
+        console.print(f"  {key}: accuracy {m['accuracy']:.2%}, macro-F1 {m['macro_f1']:.4f}")
+
+
 def register(root: typer.Typer) -> None:
+    root.command("ensemble")(ensemble_cmd)
     root.command("eval")(eval_cmd)
     root.command("export")(export_cmd)
     root.command("report")(report_cmd)

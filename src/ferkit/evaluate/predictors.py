@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from ferkit.errors import FerkitError
-from ferkit.runtime.classifier import ModelError, OnnxClassifier
+from ferkit.runtime.classifier import EnsembleClassifier, ModelError, OnnxClassifier, is_ensemble_card
 from ferkit.runtime.models import WEIGHTS_DIR, shipped_models
 
 
@@ -100,6 +100,8 @@ def load_predictor(spec: str | os.PathLike) -> Predictor:
     path = Path(spec).expanduser()
     if path.suffix == ".onnx":
         predictor: Predictor = OnnxClassifier(path)
+    elif path.suffix == ".json":
+        predictor = EnsembleClassifier(path)
     elif path.is_dir() or path.suffix in (".pt", ".pth"):
         if not path.exists():
             raise ModelError(f"{path}: model not found")
@@ -111,6 +113,8 @@ def load_predictor(spec: str | os.PathLike) -> Predictor:
             ) from exc
     elif (WEIGHTS_DIR / f"{spec}.onnx").exists():
         predictor = OnnxClassifier(WEIGHTS_DIR / f"{spec}.onnx")
+    elif is_ensemble_card(WEIGHTS_DIR / f"{spec}.json"):
+        predictor = EnsembleClassifier(WEIGHTS_DIR / f"{spec}.json")
     else:
         shipped = ", ".join(shipped_models()) or "none yet"
         raise ModelError(

@@ -134,3 +134,72 @@ class OnnxClassifier:
             for i in range(0, len(x), batch_size)
         ]
         return np.concatenate(out).astype(np.float32)
+
+
+class EnsembleClassifier:
+    """Several ferkit ONNX models as one: the weighted mean of their probabilities.
+
+    Described by a JSON card (``"kind": "ensemble"``, ``members``: shipped names or ``.onnx``
+    paths relative to the card, ``member_weights``, ``labels`` and the usual card fields), so
+    it loads, evaluates and recognises like any single model. The weighted mean is linear, so
+    flip TTA on the ensemble equals the weighted mean of each member's flip TTA.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
+        self.path = Path(path)
+        try:
+            card = json.loads(self.path.read_text())
+            members, weights = card["members"], card["member_weights"]
+            labels = tuple(card["labels"])
+        except FileNotFoundError as exc:
+            raise ModelError(f"{self.path}: ensemble card not found") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(
+                f"{self.path}: not an ensemble card (needs members, member_weights, labels: {exc})"
+            ) from exc
+        if card.get("kind") != "ensemble" or len(members) != len(weights) or not members:
+            raise ModelError(f"{self.path}: an ensemble card needs kind 'ensemble' and one weight per member")
+        from ferkit.runtime.models import resolve_model
+
+        self.members = []
+        for member in members:
+            beside = self.path.parent / f"{member}"
+            spec = beside if str(member).endswith(".onnx") and beside.exists() else member
+            clf = OnnxClassifier(resolve_model(spec), threads=threads)
+            if clf.labels != labels:
+                raise ModelError(
+                    f"{self.path}: member {member} predicts {clf.labels}, the card says {labels}"
+                )
+            self.members.append(clf)
+        self.weights = np.asarray(weights, np.float64) / float(np.sum(weights))
+        size = max(m.input_size for m in self.members)
+        self.card = ModelCard(labels, size, "gray", card.get("architecture", "ensemble"), card)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.card.labels
+
+    @property
+    def input_size(self) -> int:
+        return self.card.input_size
+
+    def predict_proba(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        stack = np.stack([m.predict_proba(faces, batch_size) for m in self.members])
+        return np.tensordot(self.weights, stack, axes=1).astype(np.float32)
+
+
+def is_ensemble_card(path: str | os.PathLike) -> bool:
+    path = Path(path)
+    if path.suffix != ".json" or not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("kind") == "ensemble"
+    except (ValueError, AttributeError, OSError):
+        return False
+
+
+def load_classifier(path: str | os.PathLike, *, threads: int | None = None):
+    """An ``.onnx`` model or an ensemble card (``.json``) -> a classifier with predict_proba."""
+    if Path(path).suffix == ".json":
+        return EnsembleClassifier(path, threads=threads)
+    return OnnxClassifier(path, threads=threads)

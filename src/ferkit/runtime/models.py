@@ -12,13 +12,15 @@ import json
 import os
 from pathlib import Path
 
-from ferkit.runtime.classifier import ModelError
+from ferkit.runtime.classifier import ModelError, is_ensemble_card
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 def shipped_models() -> list[str]:
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.onnx"))
+    """Names of the models in the package: ``.onnx`` files and ensemble cards."""
+    ensembles = [p.stem for p in WEIGHTS_DIR.glob("*.json") if is_ensemble_card(p)]
+    return sorted({p.stem for p in WEIGHTS_DIR.glob("*.onnx")} | set(ensembles))
 
 
 def default_model_name() -> str:
@@ -42,6 +44,8 @@ def resolve_model(spec: str | os.PathLike) -> Path:
     candidate = WEIGHTS_DIR / f"{text}.onnx"
     if candidate.exists():
         return candidate
+    if is_ensemble_card(WEIGHTS_DIR / f"{text}.json"):
+        return WEIGHTS_DIR / f"{text}.json"
     path = Path(text).expanduser()
     if path.exists():
         return path

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ferkit.runtime.classifier import OnnxClassifier
+from ferkit.runtime.classifier import EnsembleClassifier, OnnxClassifier, load_classifier
 from ferkit.runtime.detect import Detection, FaceDetector, create_detector, to_gray
 from ferkit.runtime.tta import predict_tta
 
@@ -81,7 +81,7 @@ class Recognizer:
 
     def __init__(
         self,
-        model: str | os.PathLike | OnnxClassifier = "default",
+        model: str | os.PathLike | OnnxClassifier | EnsembleClassifier = "default",
         detector: str | FaceDetector = "auto",
         *,
         margin: float = 0.1,
@@ -91,12 +91,12 @@ class Recognizer:
         threads: int | None = None,
         **detector_args,
     ):
-        if isinstance(model, OnnxClassifier):
+        if isinstance(model, (OnnxClassifier, EnsembleClassifier)):
             self.classifier = model
         else:
             from ferkit.runtime.models import resolve_model
 
-            self.classifier = OnnxClassifier(resolve_model(model), threads=threads)
+            self.classifier = load_classifier(resolve_model(model), threads=threads)
         if isinstance(detector, str):
             if detector in ("haar", "auto", "blazeface", "hog"):
                 detector_args.setdefault("min_size", min_face)

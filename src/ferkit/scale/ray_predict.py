@@ -163,9 +163,10 @@ def face_rows(path: str, faces, labels, frame: int | None = None, t: float | Non
 
 @dataclass
 class RecognizeOptions:
-    """What every worker builds its Recognizer from (the model travels as bytes)."""
+    """What every worker builds its Recognizer from: a shipped model's name (workers have
+    ferkit installed), or the bytes of the user's ``.onnx`` file, which travel with the job."""
 
-    model_bytes: bytes
+    model_bytes: bytes | None
     detector: str = "auto"
     min_face: int = 30
     align: bool = False
@@ -173,19 +174,24 @@ class RecognizeOptions:
     threads: int = 1
     batch_size: int = 16
     video_every: float = 1.0
+    model_name: str | None = None
 
 
 class PartitionWorker:
     """A Ray actor: one Recognizer for its life, one Parquet file per partition it is given."""
 
     def __init__(self, options: RecognizeOptions, out: str):
-        from ferkit.runtime.classifier import OnnxClassifier
+        from ferkit.runtime.classifier import OnnxClassifier, load_classifier
+        from ferkit.runtime.models import resolve_model
         from ferkit.runtime.recognize import Recognizer
 
-        fd, name = tempfile.mkstemp(suffix=".onnx", prefix="ferkit-model-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(options.model_bytes)
-        clf = OnnxClassifier(name, threads=options.threads)
+        if options.model_name:
+            clf = load_classifier(resolve_model(options.model_name), threads=options.threads)
+        else:
+            fd, name = tempfile.mkstemp(suffix=".onnx", prefix="ferkit-model-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(options.model_bytes or b"")
+            clf = OnnxClassifier(name, threads=options.threads)
         self.recognizer = Recognizer(
             clf, detector=options.detector, min_face=options.min_face, align=options.align, tta=options.tta
         )
@@ -350,8 +356,8 @@ def predict_ray(
     import pyarrow.fs as pafs
 
     from ferkit.progress import progress_iter
-    from ferkit.runtime.classifier import OnnxClassifier
-    from ferkit.runtime.models import resolve_model
+    from ferkit.runtime.classifier import load_classifier
+    from ferkit.runtime.models import WEIGHTS_DIR, resolve_model
 
     if partition_size < 1:
         raise FerkitError(f"partition_size must be at least 1, not {partition_size}")
@@ -362,15 +368,19 @@ def predict_ray(
         raise FerkitError('the Ray engine needs Ray: pip install "ferkit[scale]"') from exc
 
     model_path = resolve_model(model)
-    labels = OnnxClassifier(model_path, threads=1).labels  # fails here, not on every worker
+    labels = load_classifier(model_path, threads=1).labels  # fails here, not on every worker
+    shipped = model_path.parent == WEIGHTS_DIR
+    if not shipped and model_path.suffix != ".onnx":
+        raise FerkitError(f"{model}: the Ray engine takes a shipped model or an .onnx file")
     options = RecognizeOptions(
-        model_path.read_bytes(),
+        None if shipped else model_path.read_bytes(),
         detector,
         min_face,
         align,
         tta,
         batch_size=batch_size,
         video_every=video_every,
+        model_name=model_path.stem if shipped else None,
     )
     paths, missing = expand_sources([str(i) for i in inputs])
     out = str(out)

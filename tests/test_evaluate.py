@@ -143,6 +143,40 @@ def test_report_files_and_cli(trained, tmp_path):
     assert "mini_xception" in table and "(published)" in table
 
 
+def test_ensemble_card_cli_fits_on_publictest_and_reports(trained, tmp_path):
+    """``ferkit ensemble`` writes a card whose stated accuracy ``ferkit eval`` reproduces."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from ferkit.cli import app
+    from ferkit.data import write_fer2013_csv
+
+    data, run_dir, onnx_path, _ = trained
+    csv_path = write_fer2013_csv(data, tmp_path / "d.csv")
+    shutil.copy(onnx_path, tmp_path / "a.onnx")
+    shutil.copy(onnx_path, tmp_path / "b.onnx")
+    runner = CliRunner()
+    args = ["ensemble", str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx"), "--data", str(csv_path)]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "ens.json")])
+    assert res.exit_code == 0, res.output
+    card = json.loads((tmp_path / "ens.json").read_text())
+    assert card["kind"] == "ensemble" and card["members"] == ["a.onnx", "b.onnx"]  # beside the card
+    assert card["member_weights"] == pytest.approx([0.5, 0.5], abs=1e-6)  # identical members
+    assert set(card["metrics"]) == {"PrivateTest", "PrivateTest_tta_flip"}
+    again = evaluate_models([str(tmp_path / "ens.json")], data, tta="flip").entries[0]
+    assert again.report.accuracy == card["metrics"]["PrivateTest_tta_flip"]["accuracy"]
+    single = evaluate_models([str(onnx_path)], data, tta="flip").entries[0]
+    assert again.report.accuracy == pytest.approx(single.report.accuracy)
+    res = runner.invoke(
+        app, ["report", str(tmp_path / "ens.json"), "--data", str(csv_path), "--out", str(tmp_path / "r")]
+    )
+    assert res.exit_code == 0, res.output
+    row = (tmp_path / "r.md").read_text().splitlines()[2]
+    assert "ensemble(mini_xception, mini_xception)" in row and "(members)" in row
+    assert runner.invoke(app, [*args[:2], "--data", str(csv_path), "--out", "x.json"]).exit_code != 0
+
+
 def test_unsplit_errors(trained):
     data, _, onnx_path, _ = trained
     with pytest.raises(KeyError, match="no split"):

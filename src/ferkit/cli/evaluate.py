@@ -96,14 +96,17 @@ def export_cmd(
 
 def report_cmd(
     models: list[str] = typer.Argument(..., help="Models to benchmark."),
-    data: Path = typer.Option(..., help="Dataset (FER-2013)."),
+    data: Path = typer.Option(..., help="Dataset (FER-2013, or FER+ votes for FER+ models)."),
     out: Path = typer.Option(Path("results"), help="Stem of results.md / results.csv."),
     references: bool = typer.Option(True, help="Append published reference results (marked as published)."),
 ) -> None:
     """Benchmark table (Markdown + CSV) across models, with published references beside ours."""
-    from ferkit.evaluate.benchmark import benchmark_rows, write_table
+    from ferkit.data import load_dataset
+    from ferkit.evaluate.benchmark import benchmark_rows, references_for, write_table
 
-    md, csv_path = write_table(benchmark_rows(list(models), data), out, references=references)
+    ds = load_dataset(data)
+    refs = references_for(ds.label_set.name) if references else []
+    md, csv_path = write_table(benchmark_rows(list(models), ds), out, references=refs)
     console.print(md.read_text(), markup=False, highlight=False)
     console.print(f"wrote {md} and {csv_path}")
 

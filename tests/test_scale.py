@@ -155,3 +155,26 @@ def test_ray_reads_videos_and_uris(tmp_path, ray_cluster):
     assert np.allclose(sorted(rows["timestamp"].unique()), [0, 1, 2], atol=0.01)
     assert [Path(p).name for p, _ in report.failed] == ["broken.mp4"]
     assert "cannot open video" in report.failed[0][1]
+
+
+@pytest.mark.slow
+def test_ray_cli_reports_failures_and_strict(tmp_path, ray_cluster):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from ferkit.cli import app
+
+    folder = tmp_path / "few"
+    folder.mkdir()
+    shutil.copy(GRACE, folder / "grace.jpg")
+    (folder / "empty.png").write_bytes(b"")
+    args = ["predict", str(folder), "--engine", "ray", "--out", str(tmp_path / "out"), "--detector", "haar"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "1 partition(s) written, 0 already done; 2 file(s), 1 face(s), 1 failed" in result.output
+    assert "empty.png: file is empty" in result.output
+    again = CliRunner().invoke(app, [*args, "--strict"])  # nothing left to do, nothing failed this run
+    assert again.exit_code == 0 and "0 partition(s) written, 1 already done" in again.output
+    (tmp_path / "out" / "part-00000.parquet").unlink()
+    assert CliRunner().invoke(app, [*args, "--strict"]).exit_code == 1

@@ -47,21 +47,9 @@ def predict(
     partitions already written.
     """
     if engine == "ray":
-        _predict_ray(
-            inputs,
-            out,
-            model,
-            detector,
-            min_face,
-            align,
-            tta,
-            address,
-            workers,
-            partition_size,
-            batch_size,
-            video_every,
-            strict,
-        )
+        ray_options = dict(model=model, detector=detector, min_face=min_face, align=align, tta=tta)
+        ray_options.update(address=address, workers=workers, partition_size=partition_size)
+        _predict_ray(inputs, out, strict, batch_size=batch_size, video_every=video_every, **ray_options)
         return
     if engine != "local":
         raise typer.BadParameter(f"unknown engine {engine!r}: use local or ray", param_hint="--engine")
@@ -124,29 +112,12 @@ def predict(
     err = Console(stderr=True, soft_wrap=True)  # one line per skipped file, greppable
     read_ok = len(paths) - (len(failed) - len(missing))
     err.print(f"{read_ok} image(s) read, {n_faces} face(s) found, {len(failed)} failed")
-    for result in failed[:50]:
-        err.print(f"  [yellow]skipped[/] {result.path}: {result.error}", highlight=False)
-    if len(failed) > 50:
-        err.print(f"  ... and {len(failed) - 50} more")
+    _list_failures(err, [(r.path, r.error) for r in failed])
     if strict and failed:
         raise typer.Exit(1)
 
 
-def _predict_ray(
-    inputs,
-    out,
-    model,
-    detector,
-    min_face,
-    align,
-    tta,
-    address,
-    workers,
-    partition_size,
-    batch_size,
-    video_every,
-    strict,
-) -> None:
+def _predict_ray(inputs: list[str], out: str | None, strict: bool, **options) -> None:
     from ferkit.errors import FerkitError
     from ferkit.scale import predict_ray
 
@@ -154,20 +125,7 @@ def _predict_ray(
         raise typer.BadParameter("the Ray engine writes Parquet: give an output folder", param_hint="--out")
     err = Console(stderr=True, soft_wrap=True)
     try:
-        report = predict_ray(
-            inputs,
-            out,
-            model=model,
-            detector=detector,
-            min_face=min_face,
-            align=align,
-            tta=tta,
-            address=address,
-            workers=workers,
-            partition_size=partition_size,
-            batch_size=batch_size,
-            video_every=video_every,
-        )
+        report = predict_ray(inputs, out, **options)
     except FerkitError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from exc
@@ -175,12 +133,17 @@ def _predict_ray(
         f"{report.done_partitions} partition(s) written, {report.skipped_partitions} already done; "
         f"{report.images} file(s), {report.faces} face(s), {len(report.failed)} failed -> {report.out}"
     )
-    for path, problem in report.failed[:50]:
-        err.print(f"  [yellow]skipped[/] {path}: {problem}", highlight=False)
-    if len(report.failed) > 50:
-        err.print(f"  ... and {len(report.failed) - 50} more")
+    _list_failures(err, report.failed)
     if strict and report.failed:
         raise typer.Exit(1)
+
+
+def _list_failures(err: Console, failed: list, most: int = 50) -> None:
+    """One greppable line per skipped input, the first ``most`` of them."""
+    for path, problem in failed[:most]:
+        err.print(f"  [yellow]skipped[/] {path}: {problem}", highlight=False)
+    if len(failed) > most:
+        err.print(f"  ... and {len(failed) - most} more")
 
 
 def register(root: typer.Typer) -> None:

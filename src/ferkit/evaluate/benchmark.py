@@ -92,6 +92,12 @@ def _size_mb(name: str, card: dict) -> str:
     return f"{path.stat().st_size / 1e6:.2f}" if path.suffix == ".onnx" else ""
 
 
+def _short_path(text: str) -> str:
+    """A checkpoint path as its run folder and file (home folders say nothing to readers)."""
+    parts = Path(text).parts
+    return "/".join(parts[-2:]) if len(parts) > 2 else text
+
+
 def _epochs(value: Any) -> str:
     if isinstance(value, dict):  # an ensemble: each member's
         return " + ".join(str(v) for v in value.values())
@@ -112,7 +118,7 @@ def benchmark_rows(
             {
                 "model": model,
                 "architecture": card.get("architecture", ""),
-                "initial weights": card.get("initial_weights", "scratch"),
+                "initial weights": _short_path(str(card.get("initial_weights", "scratch"))),
                 "accuracy": round(plain.report.accuracy, 4),
                 "accuracy (flip TTA)": round(flipped.report.accuracy, 4),
                 "macro-F1": round(plain.report.macro_f1, 4),

@@ -67,9 +67,8 @@ def build_ensemble_card(
     if fit_split == test_split:
         raise FerkitError(f"ensemble weights are fitted on {fit_split}; evaluate on another split")
     out = Path(out)
-    clfs = []
-    for m in members:
-        path = resolve_model(m)
+    clfs, paths = [], [resolve_model(m) for m in members]
+    for m, path in zip(members, paths, strict=True):
         if path.suffix != ".onnx":
             raise FerkitError(f"{m}: ensemble members are ONNX models (shipped names or .onnx files)")
         clfs.append(OnnxClassifier(path))
@@ -82,7 +81,8 @@ def build_ensemble_card(
     weights = fit_weights([predict_tta(c, fit.images, tta) for c in clfs], fit.labels)
     # Members named by path are stored relative to the card when they sit beside it.
     names = [
-        os.path.relpath(resolve_model(m), out.parent) if Path(m).suffix == ".onnx" else m for m in members
+        os.path.relpath(p, out.parent) if Path(m).suffix == ".onnx" else m
+        for m, p in zip(members, paths, strict=True)
     ]
     cards = [c.card.extra for c in clfs]
     card = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,17 +29,18 @@ class ImageResult:
     image: np.ndarray | None = field(default=None, repr=False)  # kept only when asked (annotation)
 
 
-def expand_inputs(inputs: Iterable[str]) -> tuple[list[str], list[ImageResult]]:
-    """Files, folders (recursively, image extensions) and globs -> sorted paths; missing ones as errors."""
+def expand_inputs(
+    inputs: Iterable[str], accept: Callable[[str], bool] = is_image_name
+) -> tuple[list[str], list[ImageResult]]:
+    """Files, folders (recursively, names ``accept`` takes: images) and globs -> sorted paths;
+    missing ones as errors."""
     paths: list[str] = []
     missing: list[ImageResult] = []
     for item in inputs:
         if os.path.isdir(item):
             for root, dirs, files in os.walk(item):
                 dirs.sort()
-                paths += [
-                    os.path.join(root, f) for f in sorted(files) if is_image_name(f) and not f.startswith(".")
-                ]
+                paths += [os.path.join(root, f) for f in sorted(files) if accept(f) and not f.startswith(".")]
         elif os.path.exists(item):
             paths.append(item)
         else:

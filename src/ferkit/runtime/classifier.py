@@ -68,7 +68,21 @@ def default_threads() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-class OnnxClassifier:
+class _Carded:
+    """Labels and input size come from the model's card (``self.card``)."""
+
+    card: ModelCard
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.card.labels
+
+    @property
+    def input_size(self) -> int:
+        return self.card.input_size
+
+
+class OnnxClassifier(_Carded):
     """An exported ferkit model (``.onnx``) on ONNX Runtime's CPU provider."""
 
     def __init__(
@@ -97,14 +111,6 @@ class OnnxClassifier:
         meta = self.session.get_modelmeta().custom_metadata_map
         self.card = ModelCard.from_metadata(meta, str(self.path))
         self.input_name = self.session.get_inputs()[0].name
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.card.labels
-
-    @property
-    def input_size(self) -> int:
-        return self.card.input_size
 
     def prepare(self, faces: np.ndarray) -> np.ndarray:
         """uint8 faces (N, H, W) or (N, H, W, 3) -> float32 (N, C, S, S) in [0, 1]."""
@@ -136,7 +142,7 @@ class OnnxClassifier:
         return np.concatenate(out).astype(np.float32)
 
 
-class EnsembleClassifier:
+class EnsembleClassifier(_Carded):
     """Several ferkit ONNX models as one: the weighted mean of their probabilities.
 
     Described by a JSON card (``"kind": "ensemble"``, ``members``: shipped names or ``.onnx``
@@ -174,14 +180,6 @@ class EnsembleClassifier:
         self.weights = np.asarray(weights, np.float64) / float(np.sum(weights))
         size = max(m.input_size for m in self.members)
         self.card = ModelCard(labels, size, "gray", card.get("architecture", "ensemble"), card)
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.card.labels
-
-    @property
-    def input_size(self) -> int:
-        return self.card.input_size
 
     def predict_proba(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
         stack = np.stack([m.predict_proba(faces, batch_size) for m in self.members])

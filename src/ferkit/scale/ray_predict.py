@@ -50,6 +50,10 @@ def is_video_name(name: str) -> bool:
     return name.lower().endswith(VIDEO_EXTENSIONS)
 
 
+def is_media_name(name: str) -> bool:
+    return is_image_name(name) or is_video_name(name)
+
+
 def _is_uri(path: str) -> bool:
     return "://" in path
 
@@ -84,16 +88,7 @@ def expand_sources(inputs: Iterable[str]) -> tuple[list[str], list[tuple[str, st
     missing: list[tuple[str, str]] = []
     for item in inputs:
         if not _is_uri(item):
-            found, bad = expand_inputs([item])
-            if os.path.isdir(item):  # expand_inputs keeps images only; take videos too
-                found = []
-                for root, dirs, files in os.walk(item):
-                    dirs.sort()
-                    found += [
-                        os.path.join(root, f)
-                        for f in sorted(files)
-                        if (is_image_name(f) or is_video_name(f)) and not f.startswith(".")
-                    ]
+            found, bad = expand_inputs([item], accept=is_media_name)
             paths += found
             missing += [(r.path, r.error or "not found") for r in bad]
             continue
@@ -108,7 +103,7 @@ def expand_sources(inputs: Iterable[str]) -> tuple[list[str], list[tuple[str, st
                 f.path
                 for f in fs.get_file_info(selector)
                 if f.type == pafs.FileType.File
-                and (is_image_name(f.base_name) or is_video_name(f.base_name))
+                and is_media_name(f.base_name)
                 and not f.base_name.startswith(".")
             )
             paths += [f"{scheme}://{n.lstrip('/')}" if scheme != "file" else f"file://{n}" for n in names]

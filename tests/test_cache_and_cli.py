@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 from ferkit.cli import app
 from ferkit.data import load as load_module
 from ferkit.data import load_dataset, write_fer2013_csv
+from ferkit.errors import DataError
 
 runner = CliRunner()
 
@@ -83,3 +84,42 @@ def test_skip_mode_reports(tmp_path):
     result = runner.invoke(app, ["data", "info", str(bad), "--on-error", "skip", "--json"])
     assert result.exit_code == 0
     assert json.loads(result.stdout)["skipped"] == 1
+
+
+def test_packed_dataset_round_trip_and_train_reads_it(tmp_path, small_dataset):
+    import dataclasses
+
+    import numpy as np
+
+    from ferkit.data import write_packed
+
+    ds = dataclasses.replace(
+        small_dataset,
+        soft_labels=np.random.default_rng(0).dirichlet(np.ones(7), len(small_dataset)).astype(np.float32),
+    )
+    csv_path = tmp_path / "fer.csv"
+    write_fer2013_csv(ds, csv_path)
+    packed = tmp_path / "fer.ferkit.xz"
+    result = CliRunner().invoke(app, ["data", "convert", str(csv_path), str(packed)])  # the CLI way
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(load_dataset(packed).images, load_dataset(csv_path).images)
+    write_packed(ds, packed)  # the library way, with FER+-style vote distributions
+    back = load_dataset(packed)
+    assert np.array_equal(back.images, ds.images) and np.array_equal(back.labels, ds.labels)
+    assert list(back.splits) == list(ds.splits) and back.label_set == ds.label_set
+    assert np.array_equal(back.soft_labels, ds.soft_labels)
+
+    from ferkit.train import load_config
+    from ferkit.train.data import prepare_data
+
+    data = prepare_data(
+        load_config(data=str(packed), model="mini_xception"), __import__("torch").device("cpu")
+    )
+    assert len(data.train) == int((ds.splits == "Training").sum())
+
+    damaged = tmp_path / "cut.ferkit.xz"
+    damaged.write_bytes(packed.read_bytes()[:1000])
+    with pytest.raises(DataError, match="cut.ferkit.xz: packed dataset is truncated or corrupt"):
+        load_dataset(damaged)
+    with pytest.raises(DataError, match="asked for 64 px"):
+        load_dataset(packed, size=64)

@@ -93,7 +93,9 @@ def test_unknown_label_for_fixed_label_set(tmp_path):
     put(tmp_path / "bored" / "b.png", face())
     with pytest.raises(DataError, match="unknown label 'bored' for label set fer2013"):
         read_image_folder(tmp_path, labels="fer2013")
-    ds = read_image_folder(tmp_path)  # free names become a custom label set
+    with pytest.raises(DataError, match=r"\['bored'\] are not emotions"):  # not silently a custom set
+        read_image_folder(tmp_path)
+    ds = read_image_folder(tmp_path, labels="custom")  # asked for: the folder names are the classes
     assert ds.label_set.names == ("bored", "happy")
 
 

@@ -12,9 +12,15 @@ import pytest
 from matplotlib import cbook
 
 from ferkit.scale.ray_predict import expand_sources, plan_partitions
+from ferkit.synth import png_bomb
 
 GRACE = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-BAD = {"empty.jpg": b"", "truncated.jpg": None, "text.png": b"this is not a picture\n"}
+BAD = {
+    "empty.jpg": b"",
+    "truncated.jpg": None,
+    "text.png": b"this is not a picture\n",
+    "bomb.png": png_bomb(30000, 30000),  # refused from its header, never decoded
+}
 
 
 def make_collection(folder: Path, n: int = 300) -> dict[str, str]:
@@ -109,6 +115,7 @@ def test_ray_rows_equal_single_process_predict_and_resume(tmp_path, ray_cluster)
     assert len(faces) == len(expected) and len(errors) == len(BAD)
     by_name = errors.set_index(errors["path"].map(lambda p: Path(p).name))["error"]
     assert "file is empty" in by_name["empty.jpg"]
+    assert "30000x30000" in by_name["bomb.png"] and "pixel limit" in by_name["bomb.png"]
     assert len(no_face) == 300 - len(BAD) - faces["path"].nunique()
 
     labels = [c for c in frame.columns if c not in ("path", "frame", "timestamp", "error", "label", "score")]

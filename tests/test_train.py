@@ -339,3 +339,54 @@ def test_extra_training_data(tmp_path):
     np.savez(extra, images=base.images[:3], labels=np.array([0, 9, 1]))
     with pytest.raises(FerkitError, match=r"labels outside 0..6"):
         prepare_data(cfg, _torch.device("cpu"), base)
+
+
+def test_student_learns_the_teachers_soft_targets(tmp_path):
+    """A teacher trained on shifted labels (class c shown as c+1): a student distilled from it
+    with kd_weight=1 follows the teacher, not the true labels it is given."""
+    import dataclasses
+
+    from ferkit.evaluate.predictors import load_predictor
+    from ferkit.train.distill import kd_loss
+
+    data = learnable(n_per_class=30)
+    shifted = dataclasses.replace(data, labels=(data.labels + 1) % 7)
+    teacher = fit(quick_cfg(tmp_path / "t", epochs=4), dataset=shifted).run_dir
+    test = data.split("PrivateTest")
+    teacher_pred = load_predictor(teacher).predict_proba(test.images).argmax(1)
+    assert (teacher_pred == (test.labels + 1) % 7).mean() > 0.9  # the teacher learnt the shift
+
+    def student(weight: float) -> np.ndarray:
+        cfg = quick_cfg(
+            tmp_path / f"s{weight}", epochs=4, teacher=str(teacher), kd_weight=weight, kd_temperature=2.0
+        )
+        run = fit(cfg, dataset=data).run_dir  # best.pt is chosen on the true labels: read last.pt
+        return load_predictor(run / "last.pt").predict_proba(test.images).argmax(1)
+
+    distilled, plain = student(1.0), student(0.0)
+    assert (distilled == teacher_pred).mean() > 0.7  # follows the teacher ...
+    assert (distilled == test.labels).mean() < 0.3  # ... against the labels it was given,
+    assert (plain == test.labels).mean() > 0.7  # where labels alone teach the truth
+    assert cfg_teacher_saved(tmp_path / "s1.0" / "run") == str(teacher)
+
+    logits = torch.randn(5, 7)
+    assert kd_loss(logits, logits.softmax(1), 4.0).abs() < 1e-5  # same distribution: no loss
+    assert kd_loss(logits, torch.full((5, 7), 1 / 7), 4.0) > 0
+
+
+def cfg_teacher_saved(run_dir) -> str:
+    import yaml
+
+    return yaml.safe_load((run_dir / "config.yaml").read_text())["teacher"]
+
+
+def test_teacher_with_another_label_set_is_a_clear_error(tmp_path):
+    from ferkit.train.distill import LabelMismatchError
+
+    with pytest.raises(
+        LabelMismatchError, match=r"teacher ferplus predicts \[.*contempt.*\]; the training data"
+    ):
+        fit(quick_cfg(tmp_path, teacher="ferplus"), dataset=learnable(n_per_class=4))
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="mixup"):
+        quick_cfg(tmp_path, teacher="fast", **{"augment": {"mixup": 0.2}})

@@ -124,7 +124,10 @@ def test_corrupt_frame_mid_file_is_skipped_and_reported(tmp_path, face):
     assert not report.ended_early
 
 
-def test_ctrl_c_finalises_the_output(tmp_path, face):
+@pytest.mark.parametrize(
+    "signame, suffix", [("SIGINT", ".avi"), ("SIGTERM", ".mp4"), ("SIGHUP", ".mp4")]
+)  # Ctrl-C; timeout / docker stop / systemd; a closed terminal
+def test_stop_signals_finalise_the_output(tmp_path, face, signame, suffix):
     import signal
     import subprocess
     import sys
@@ -134,7 +137,7 @@ def test_ctrl_c_finalises_the_output(tmp_path, face):
 
     src = tmp_path / "long.avi"
     write_video(src, [Actor({"x": face}, [(0.0, "x")], (60, 120), (400, 140), size=150)], seconds=40, fps=25)
-    out, table = tmp_path / "out.avi", tmp_path / "f.csv"
+    out, table = tmp_path / f"out{suffix}", tmp_path / "f.csv"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -156,7 +159,7 @@ def test_ctrl_c_finalises_the_output(tmp_path, face):
     deadline = time.time() + 60
     while time.time() < deadline and (not table.exists() or table.stat().st_size < 2000):
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "interrupted: finishing the output files" in err

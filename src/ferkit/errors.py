@@ -9,6 +9,8 @@ Usage::
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,6 +19,20 @@ OnError = Literal["raise", "skip"]
 
 class FerkitError(Exception):
     """Base class of every error ferkit raises on purpose."""
+
+
+class UnknownNameError(FerkitError, KeyError):
+    """A name (model, detector, TTA mode, label set) that is not known; suggests close ones."""
+
+    def __init__(self, kind: str, name: object, known: Iterable[str]) -> None:
+        known = list(known)
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        self.name, self.known = name, known
+        super().__init__(f"unknown {kind} {name!r}{hint} (known: {', '.join(known)})")
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
 
 
 class DataError(FerkitError, ValueError):

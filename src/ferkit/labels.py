@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ferkit.errors import UnknownNameError
+
 # Canonical emotion keys and the spellings users and datasets use for them.
 _ALIASES: dict[str, str] = {
     "angry": "angry",
@@ -124,7 +126,7 @@ def get_label_set(name: str) -> LabelSet:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown label set {name!r}; known: {', '.join(_REGISTRY)}") from None
+        raise UnknownNameError("label set", name, _REGISTRY) from None
 
 
 def list_label_sets() -> list[str]:

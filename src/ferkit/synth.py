@@ -1,9 +1,10 @@
-"""Synthetic test videos with known ground truth: faces moving over a background on a script.
+"""Synthetic test material with known ground truth: videos of faces on a script, hostile images.
 
 Usage::
 
     script = [Actor(faces_by_label, [(0.0, "happy"), (2.0, "sad")], start=(60, 120), end=(460, 120))]
     truth = write_video("clip.mp4", script, seconds=4, fps=25)    # per-frame boxes and labels
+    bomb = png_bomb(30000, 30000)     # 109 KB of PNG that decodes to 900 Mpx
 
 There is no camera in CI: videos made from real face crops (FER-2013, or any photo) stand
 in for one, with every frame's boxes and expressions known.
@@ -12,6 +13,8 @@ in for one, with every frame's boxes and expressions known.
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,3 +119,20 @@ def write_y4m(path: str | os.PathLike, frames, fps: int = 25) -> Path:
             f.write(b"FRAME\n")
             f.write(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
     return path
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG of ``width`` x ``height`` zeros: tiny compressed, huge decoded.
+
+    The decompression bomb that image entry points must refuse from the header alone.
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,3 +67,36 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, delivered like Ctrl-C so that the same clean-up path runs."""
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGHUP raise :class:`Stopped` (a ``KeyboardInterrupt``).
+
+    Commands that finish their outputs on Ctrl-C (video files, CSV rows, checkpoints) then
+    do the same for ``timeout``, ``docker stop``, systemd and a closed terminal. Outside the
+    main thread (where Python cannot set handlers) this does nothing. Only the first signal
+    raises; repeats are ignored while the clean-up runs (SIGKILL still ends the process).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    received: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if not received:  # the first stops the work; later ones must not cut the clean-up short
+            received.append(signum)
+            raise Stopped(signal.Signals(signum).name)
+
+    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {sig: signal.signal(sig, handler) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

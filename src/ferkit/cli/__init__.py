@@ -46,7 +46,7 @@ def version() -> None:
 
 
 def main() -> None:
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # one line per error, greppable
     try:
         app()
     except FerkitError as exc:

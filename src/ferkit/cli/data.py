@@ -13,13 +13,16 @@ from rich.table import Table
 
 from ferkit.data import load_dataset, write_fer2013_csv, write_image_folder
 from ferkit.data.dataset import FaceDataset
+from ferkit.data.load import PACKED_SUFFIX, write_packed
 
 app = typer.Typer(help="Inspect, preview and convert datasets.", no_args_is_help=True)
 # Wide when piped, so class names are not cut in logs and files.
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 PixelsOpt = typer.Option(None, help="FER-2013 CSV/tar.gz that FER+ votes join to (default: found beside).")
-LabelsOpt = typer.Option(None, help="Label set of a folder: fer2013, ferplus, rafdb.")
+LabelsOpt = typer.Option(
+    None, help="Label set of a folder: fer2013, ferplus, rafdb, custom (the folder names)."
+)
 OnErrorOpt = typer.Option(
     "raise", "--on-error", help="raise: stop at the first bad item; skip: skip, count and report."
 )
@@ -134,16 +137,24 @@ def preview(
 def convert(
     src: Path = typer.Argument(..., help="Source dataset (any readable layout)."),
     dst: Path = typer.Argument(
-        ..., help="Destination: .csv / .csv.gz (FER-2013 CSV), a folder or a .zip (images layout)."
+        ...,
+        help="Destination: .csv / .csv.gz (FER-2013 CSV), a folder or a .zip (images layout), or "
+        ".ferkit.xz (one compact file of the loaded arrays, e.g. to carry to a GPU machine).",
     ),
     pixels: Optional[Path] = PixelsOpt,
     labels: Optional[str] = LabelsOpt,
     on_error: str = OnErrorOpt,
     size: int = SizeOpt,
 ) -> None:
-    """Convert between layouts: FER-2013 CSV <-> images folder/zip (lossless PNG)."""
+    """Convert between layouts: FER-2013 CSV <-> images folder/zip (lossless PNG), or pack any
+    dataset into one compact .ferkit.xz file that load_dataset and ferkit train read directly."""
     ds = _load(src, pixels, labels, on_error, size=size)
     name = dst.name.lower()
+    if name.endswith(PACKED_SUFFIX):
+        write_packed(ds, dst)
+        console.print(f"wrote {len(ds)} images to {dst} ({dst.stat().st_size / 2**20:.1f} MiB)")
+        _report_skipped(ds)
+        return
     if name.endswith((".csv", ".csv.gz")):
         write_fer2013_csv(ds, dst)
     else:

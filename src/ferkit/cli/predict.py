@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -28,7 +27,15 @@ def predict(
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per face."),
     annotate_dir: Optional[Path] = typer.Option(None, "--annotate", help="Write annotated images here."),
     strict: bool = typer.Option(False, help="Exit 1 if any input could not be read."),
-    batch_size: int = typer.Option(16, help="Images decoded and classified together."),
+    resume: bool = typer.Option(
+        False,
+        help="Append to existing --csv/--json outputs, skipping files already in them "
+        "(files with no face or that failed are read again).",
+    ),
+    batch_size: int = typer.Option(16, min=1, help="Images decoded and classified together."),
+    max_pixels: Optional[int] = typer.Option(
+        None, min=1, help="Refuse images over this many pixels (default $FERKIT_MAX_PIXELS or 50M)."
+    ),
     engine: str = typer.Option("local", help="local (this process) or ray (Ray Data actors -> Parquet)."),
     out: Optional[str] = typer.Option(
         None, "--out", help="Ray engine: output folder or URI (s3://...) for Parquet partitions."
@@ -41,6 +48,9 @@ def predict(
     video_every: float = typer.Option(1.0, help="Ray engine: seconds between sampled video frames."),
 ) -> None:
     """Detect faces and recognise their expressions; bad files are reported, never fatal.
+
+    CSV/JSON rows are written as each image finishes: Ctrl-C, SIGTERM or SIGHUP keep what
+    was done, and --resume continues.
 
     With --engine ray, inputs may also be videos and URIs of any filesystem pyarrow reads
     (s3://, gs://, hdfs://); results go to Parquet (one row per face) and a re-run skips the
@@ -56,65 +66,102 @@ def predict(
     for name, value in (("--out", out), ("--address", address), ("--workers", workers)):
         if value is not None:
             raise typer.BadParameter(f"{name} is for --engine ray", param_hint=name)
-    from ferkit.progress import progress_iter
-    from ferkit.runtime.batch import expand_inputs, output_name, predict_files
+    if annotate_dir is not None and annotate_dir.exists() and not annotate_dir.is_dir():
+        raise typer.BadParameter(f"{annotate_dir} is a file; give a folder", param_hint="--annotate")
+    if resume and not (csv_out or json_out):
+        raise typer.BadParameter("--resume continues --csv/--json outputs: name them", param_hint="--resume")
+    from ferkit.runtime.batch import expand_inputs
     from ferkit.runtime.recognize import Recognizer
-    from ferkit.utils import atomic_path
+    from ferkit.runtime.writers import FaceRowWriter
+    from ferkit.utils import stop_signals
 
     recognizer = Recognizer(model, detector=detector, min_face=min_face, align=align, tta=tta)
-    labels = list(recognizer.labels)
     paths, missing = expand_inputs(inputs)
-    if annotate_dir:
-        annotate_dir.mkdir(parents=True, exist_ok=True)
+    err = Console(stderr=True, soft_wrap=True)  # one line per skipped file, greppable
+    with FaceRowWriter(recognizer.labels, csv_path=csv_out, jsonl_path=json_out, resume=resume) as writer:
+        if writer.done:
+            err.print(f"resuming: {len(writer.done)} file(s) already in the outputs are skipped")
+        todo = [p for p in paths if p not in writer.done]
+        with stop_signals():
+            try:
+                summary = _predict_local(todo, recognizer, writer, annotate_dir, batch_size, max_pixels)
+                stopped = False
+            except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: rows so far are kept
+                summary, stopped = getattr(exc, "summary", None), True
+    if summary is None:  # stopped before the first image finished
+        summary = _Summary()
+    read_ok, n_faces, failed = summary.read, summary.faces, list(missing) + summary.failed
+    if stopped:
+        err.print(f"[yellow]stopped[/] after {read_ok + len(summary.failed)} of {len(todo)} file(s)")
+    err.print(f"{read_ok} image(s) read, {n_faces} face(s) found, {len(failed)} failed")
+    outputs = [str(p) for p in (csv_out, json_out, annotate_dir) if p]
+    if outputs:
+        err.print(f"results: {', '.join(outputs)}" + ("" if not stopped else " (continue with --resume)"))
+    elif len(todo) > TABLE_LIMIT:
+        err.print(f"(no table for more than {TABLE_LIMIT} images: write the results with --csv or --json)")
+    _list_failures(err, [(r.path, r.error) for r in failed])
+    if stopped:
+        raise typer.Exit(130)
+    if strict and failed:
+        raise typer.Exit(1)
+
+
+TABLE_LIMIT = 50
+
+
+@dataclass
+class _Summary:
+    read: int = 0
+    faces: int = 0
+    failed: list = field(default_factory=list)
+
+
+def _predict_local(paths, recognizer, writer, annotate_dir, batch_size: int, max_pixels) -> _Summary:
+    """Recognise, write rows as each image finishes, print a table for small runs."""
+    from ferkit.progress import progress_iter
+    from ferkit.runtime.batch import output_name, predict_files
+
     console = Console(width=None if sys.stdout.isatty() else 160)
     table = Table(title="faces")
     for col in ("file", "box (x, y, w, h)", "label", "confidence"):
         table.add_column(col)
-    records, failed, n_faces, used = [], list(missing), 0, set()
-    results = predict_files(paths, recognizer, batch_size=batch_size, keep_images=annotate_dir is not None)
-    for result in progress_iter(results, description="images", total=len(paths), enabled=None):
-        if result.error:
-            failed.append(result)
-            continue
-        for face in result.faces:
-            n_faces += 1
-            records.append({"file": result.path, **face.to_dict()})
-            if len(paths) <= 50:
-                table.add_row(result.path, str(face.box), face.label, f"{face.confidence:.1%}")
-        if annotate_dir and result.image is not None:
-            import cv2
-
-            from ferkit.runtime.draw import annotate
-
-            drawn = annotate(result.image, result.faces)
-            ok, buf = cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-            with atomic_path(output_name(result.path, annotate_dir, used)) as tmp:
-                tmp.write_bytes(buf.tobytes())
-    if len(paths) <= 50:
+    summary, used = _Summary(), set()
+    if annotate_dir:
+        annotate_dir.mkdir(parents=True, exist_ok=True)
+    results = predict_files(
+        paths, recognizer, batch_size=batch_size, keep_images=annotate_dir is not None, max_pixels=max_pixels
+    )
+    try:
+        for result in progress_iter(results, description="images", total=len(paths), enabled=None):
+            if result.error:
+                summary.failed.append(result)
+                continue
+            summary.read += 1
+            summary.faces += len(result.faces)
+            writer.write(result.path, result.faces)
+            if len(paths) <= TABLE_LIMIT:
+                for face in result.faces:
+                    table.add_row(result.path, str(face.box), face.label, f"{face.confidence:.1%}")
+            if annotate_dir and result.image is not None:
+                _write_annotated(result, output_name(result.path, annotate_dir, used))
+    except KeyboardInterrupt as exc:
+        exc.summary = summary  # type: ignore[attr-defined]  # what was done before the stop
+        raise
+    if len(paths) <= TABLE_LIMIT:
         console.print(table)
-    if json_out:
-        with atomic_path(json_out) as tmp:
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    if csv_out:
-        with atomic_path(csv_out) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["file", "x", "y", "w", "h", "score", "label", *labels])
-            for r in records:
-                writer.writerow(
-                    [
-                        r["file"],
-                        *r["box"],
-                        f"{r['score']:.4f}",
-                        r["label"],
-                        *(f"{r['probs'][n]:.6f}" for n in labels),
-                    ]
-                )
-    err = Console(stderr=True, soft_wrap=True)  # one line per skipped file, greppable
-    read_ok = len(paths) - (len(failed) - len(missing))
-    err.print(f"{read_ok} image(s) read, {n_faces} face(s) found, {len(failed)} failed")
-    _list_failures(err, [(r.path, r.error) for r in failed])
-    if strict and failed:
-        raise typer.Exit(1)
+    return summary
+
+
+def _write_annotated(result, path: Path) -> None:
+    import cv2
+
+    from ferkit.runtime.draw import annotate
+    from ferkit.utils import atomic_path
+
+    drawn = annotate(result.image, result.faces)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
 
 
 def _predict_ray(inputs: list[str], out: str | None, strict: bool, **options) -> None:

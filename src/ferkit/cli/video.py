@@ -33,7 +33,8 @@ def video(
     show: bool = typer.Option(False, help="Show a live window (needs a display); q quits."),
     max_frames: int = typer.Option(0, help="Stop after this many frames (0 = all)."),
 ) -> None:
-    """Recognise expressions frame by frame; Ctrl-C stops cleanly and keeps everything written so far."""
+    """Recognise expressions frame by frame; Ctrl-C, SIGTERM or SIGHUP stop cleanly and keep everything
+    written so far (the video stays playable)."""
     import cv2
 
     from ferkit.runtime.display import gui_available
@@ -41,6 +42,7 @@ def video(
     from ferkit.runtime.recognize import Recognizer
     from ferkit.runtime.track import FaceTracker
     from ferkit.runtime.video import SourceReport, process_frames, read_frames
+    from ferkit.utils import stop_signals
 
     err = Console(stderr=True, soft_wrap=True)
     if show:
@@ -59,64 +61,63 @@ def video(
     shares: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     timelines: dict[int, list[tuple[float, list[float]]]] = defaultdict(list)
     n_frames, start, fps_shown = 0, time.perf_counter(), 0.0
-    try:
-        if csv_out:
-            csv_file = files.enter_context(open(csv_out, "w", newline=""))  # noqa: SIM115 (ExitStack closes it)
-            csv_writer = csv.writer(csv_file)
-            csv_writer.writerow(["frame", "time", "id", "x", "y", "w", "h", "detected", "label", *labels])
-        if jsonl_out:
-            jsonl_file = files.enter_context(open(jsonl_out, "w"))  # noqa: SIM115 (ExitStack closes it)
-        results = process_frames(
-            frames,
-            recognizer,
-            detect_every=detect_every,
-            classify_every=classify_every,
-            tracker=tracker,
-            keep_images=bool(out or show),
-        )
-        for result in results:
-            n_frames += 1
-            for face in result.faces:
-                shares[face.id][face.label] += 1
-                timelines[face.id].append((result.time, [face.probs[n] for n in labels]))
-                if csv_file:
-                    csv_writer.writerow(
-                        [
-                            result.index,
-                            f"{result.time:.3f}",
-                            face.id,
-                            *face.box,
-                            int(face.detected),
-                            face.label,
-                            *(f"{face.probs[n]:.5f}" for n in labels),
-                        ]
-                    )
-                if jsonl_file:
-                    jsonl_file.write(
-                        json.dumps({"frame": result.index, "time": round(result.time, 3), **face.to_dict()})
-                        + "\n"
-                    )
-            if out or show:
-                elapsed = time.perf_counter() - start
-                fps_shown = n_frames / elapsed if elapsed > 0 else 0.0
-                drawn = _draw(result, annotate, fps_shown)
-                bgr = cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
-                if out:
-                    if writer is None:
-                        writer = _open_writer(out, bgr.shape[1], bgr.shape[0])
-                    writer.write(bgr)
-                if show:
-                    cv2.imshow("ferkit", bgr)
-                    if cv2.waitKey(1) & 0xFF == ord("q"):
-                        break
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted: finishing the output files[/]")
-    finally:
-        if writer is not None:
-            writer.release()  # finalises the container: what was recorded stays playable
-        files.close()
-        if show:
-            cv2.destroyAllWindows()
+    with stop_signals():  # SIGTERM / SIGHUP finish the outputs like Ctrl-C
+        try:
+            if csv_out:
+                csv_file = files.enter_context(open(csv_out, "w", newline=""))  # noqa: SIM115 (ExitStack closes it)
+                csv_writer = csv.writer(csv_file)
+                csv_writer.writerow(["frame", "time", "id", "x", "y", "w", "h", "detected", "label", *labels])
+            if jsonl_out:
+                jsonl_file = files.enter_context(open(jsonl_out, "w"))  # noqa: SIM115 (ExitStack closes it)
+            results = process_frames(
+                frames,
+                recognizer,
+                detect_every=detect_every,
+                classify_every=classify_every,
+                tracker=tracker,
+                keep_images=bool(out or show),
+            )
+            for result in results:
+                n_frames += 1
+                for face in result.faces:
+                    shares[face.id][face.label] += 1
+                    timelines[face.id].append((result.time, [face.probs[n] for n in labels]))
+                    if csv_file:
+                        csv_writer.writerow(
+                            [
+                                result.index,
+                                f"{result.time:.3f}",
+                                face.id,
+                                *face.box,
+                                int(face.detected),
+                                face.label,
+                                *(f"{face.probs[n]:.5f}" for n in labels),
+                            ]
+                        )
+                    if jsonl_file:
+                        record = {"frame": result.index, "time": round(result.time, 3), **face.to_dict()}
+                        jsonl_file.write(json.dumps(record) + "\n")
+                if out or show:
+                    elapsed = time.perf_counter() - start
+                    fps_shown = n_frames / elapsed if elapsed > 0 else 0.0
+                    drawn = _draw(result, annotate, fps_shown)
+                    bgr = cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
+                    if out:
+                        if writer is None:
+                            writer = _open_writer(out, bgr.shape[1], bgr.shape[0])
+                        writer.write(bgr)
+                    if show:
+                        cv2.imshow("ferkit", bgr)
+                        if cv2.waitKey(1) & 0xFF == ord("q"):
+                            break
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted: finishing the output files[/]")
+        finally:
+            if writer is not None:
+                writer.release()  # finalises the container: what was recorded stays playable
+            files.close()
+            if show:
+                cv2.destroyAllWindows()
     elapsed = time.perf_counter() - start
     err.print(
         f"{n_frames} frame(s) in {elapsed:.1f} s ({n_frames / max(elapsed, 1e-9):.1f} FPS), "

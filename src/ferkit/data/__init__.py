@@ -11,7 +11,7 @@ from ferkit.data.dataset import SPLIT_ROLES, FaceDataset
 from ferkit.data.fer2013 import read_fer2013_csv, write_fer2013_csv
 from ferkit.data.ferplus import majority_labels, read_ferplus
 from ferkit.data.folder import read_image_folder, write_image_folder
-from ferkit.data.load import detect_format, load_dataset
+from ferkit.data.load import detect_format, load_dataset, read_packed, write_packed
 
 __all__ = [
     "SPLIT_ROLES",
@@ -22,6 +22,8 @@ __all__ = [
     "read_fer2013_csv",
     "read_ferplus",
     "read_image_folder",
+    "read_packed",
     "write_fer2013_csv",
     "write_image_folder",
+    "write_packed",
 ]

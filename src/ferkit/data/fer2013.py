@@ -84,10 +84,12 @@ def _diagnose_pixels(text: str, expected: int) -> str:
     """Say exactly what is wrong with one row's pixel field (slow path, bad rows only)."""
     tokens = text.split()
     for i, token in enumerate(tokens):
-        if not token.isdigit():
+        try:
+            value = int(token)
+        except ValueError:
             return f"pixel {i + 1} is not a number: {token[:20]!r}"
-        if int(token) > 255:
-            return f"pixel {i + 1} is {token}, outside 0..255"
+        if not 0 <= value <= 255:
+            return f"pixel {i + 1} is {token[:20]}, outside 0..255"
     return f"expected {expected} pixel values, found {len(tokens)}"
 
 
@@ -98,10 +100,13 @@ def _parse_pixels(text: str, expected: int) -> np.ndarray | None:
         # it); newer numpy raises.
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            values = np.fromstring(text, dtype=np.int16, sep=" ")
+            # float64 holds any integer token without wrapping around (int16 read 65636 as 100)
+            values = np.fromstring(text, dtype=np.float64, sep=" ")
         except ValueError:
             return None
     if values.size != expected or values.min(initial=0) < 0 or values.max(initial=0) > 255:
+        return None
+    if not np.array_equal(values, np.floor(values)):  # 1.5 is no pixel value
         return None
     return values.astype(np.uint8)
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ferkit.data.dataset import SPLIT_ROLES, FaceDataset
 from ferkit.errors import DataError, ErrorLog, OnError
-from ferkit.imageio import Color, decode_image, fit_square, is_image_name
+from ferkit.imageio import Color, decode_image, fit_square, is_image_name, max_bytes_limit, read_bytes
 from ferkit.labels import FER2013, FERPLUS, RAFDB, LabelSet, canonical_emotion, get_label_set
 from ferkit.progress import progress_iter
 from ferkit.utils import atomic_path
@@ -62,7 +62,7 @@ def _list_entries(path: Path) -> tuple[list[_Entry], Callable[[_Entry], bytes], 
                 if is_image_name(name) and not name.startswith("."):
                     rel = Path(root, name).relative_to(path)
                     entries.append(_Entry(rel.parts, str(Path(root, name))))
-        return entries, lambda e: Path(e.display).read_bytes(), lambda: None
+        return entries, lambda e: read_bytes(e.display), lambda: None
     if not path.exists():
         raise DataError(str(path), "file or folder not found")
     if path.stat().st_size == 0:
@@ -81,8 +81,12 @@ def _list_entries(path: Path) -> tuple[list[_Entry], Callable[[_Entry], bytes], 
     ]
 
     def read(entry: _Entry) -> bytes:
+        name = "/".join(entry.parts)
+        size, limit = zf.getinfo(name).file_size, max_bytes_limit()
+        if size > limit:  # checked before inflating: a zip member can be a bomb too
+            raise DataError(entry.display, f"archive member is {size:,} bytes, over the {limit:,}-byte limit")
         try:
-            return zf.read("/".join(entry.parts))
+            return zf.read(name)
         except (zipfile.BadZipFile, EOFError, OSError) as exc:
             raise DataError(entry.display, f"archive member is truncated or corrupt ({exc})") from exc
 
@@ -90,6 +94,8 @@ def _list_entries(path: Path) -> tuple[list[_Entry], Callable[[_Entry], bytes], 
 
 
 def _infer_label_set(names: set[str], source: str) -> LabelSet:
+    """Emotion names (any spelling), RAF-DB or FER-2013 numbers, or a set with no emotion
+    name at all (a custom task). Emotion folders mixed with unknown ones are an error."""
     if all(n.isdigit() for n in names):
         numbers = {int(n) for n in names}
         if numbers <= set(range(1, 8)):
@@ -100,9 +106,21 @@ def _infer_label_set(names: set[str], source: str) -> LabelSet:
             source,
             f"numbered label folders {sorted(numbers)} match neither RAF-DB (1..7) nor FER-2013 (0..6)",
         )
-    canon = {canonical_emotion(n) for n in names}
-    if None not in canon:
-        return FERPLUS if "contempt" in canon else FER2013
+    canon = {n: canonical_emotion(n) for n in names}
+    unknown = sorted(n for n, c in canon.items() if c is None)
+    if not unknown:
+        return FERPLUS if "contempt" in canon.values() else FER2013
+    if len(unknown) < len(names):
+        raise DataError(
+            source,
+            f"label folder(s) {unknown} are not emotions ferkit knows (the others are: "
+            f"{sorted(set(names) - set(unknown))}); rename or remove them, or train on exactly these "
+            f"folders as a custom label set with labels='custom' (CLI: --labels custom)",
+        )
+    return custom_label_set(names)
+
+
+def custom_label_set(names: set[str]) -> LabelSet:
     return LabelSet("custom", tuple(sorted(names)))
 
 
@@ -135,7 +153,9 @@ def read_image_folder(
                 str(path), "no images in label folders (<label>/<image> or <split>/<label>/<image>)"
             )
         entries.sort(key=lambda e: e.sort_key)
-        if isinstance(labels, str):
+        if labels == "custom":
+            label_set = custom_label_set({e.parts[-2] for e in entries})
+        elif isinstance(labels, str):
             label_set = get_label_set(labels)
         else:
             label_set = labels or _infer_label_set({e.parts[-2] for e in entries}, str(path))

@@ -34,7 +34,7 @@ from ferkit.evaluate.metrics import (
     expected_calibration_error,
 )
 from ferkit.evaluate.predictors import load_predictor
-from ferkit.runtime.tta import predict_tta
+from ferkit.runtime.tta import check_tta, predict_tta
 from ferkit.utils import atomic_path
 
 
@@ -90,6 +90,7 @@ def evaluate_models(
 ) -> EvalResult:
     if not models:
         raise FerkitError("give at least one model to evaluate")
+    check_tta(tta)  # before the dataset is loaded
     ds = data if isinstance(data, FaceDataset) else load_dataset(data)
     ds = _variant_data(ds, variant)
     test = ds.pick(split)

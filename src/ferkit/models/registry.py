@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ferkit.errors import UnknownNameError
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -40,7 +42,7 @@ def create_model(name: str, num_classes: int = 7, in_chans: int = 1, **kwargs: A
     try:
         factory = _MODELS[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}") from None
+        raise UnknownNameError("model architecture", name, list_models()) from None
     model = factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
     model.ferkit_name = name  # type: ignore[attr-defined]
     model.ferkit_args = {"num_classes": num_classes, "in_chans": in_chans, **kwargs}  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import DataError
-from ferkit.imageio import is_image_name, read_image
+from ferkit.imageio import check_file, is_image_name, read_image
 from ferkit.runtime.recognize import Face, Recognizer
 
 
@@ -33,11 +33,16 @@ def expand_inputs(
     inputs: Iterable[str], accept: Callable[[str], bool] = is_image_name
 ) -> tuple[list[str], list[ImageResult]]:
     """Files, folders (recursively, names ``accept`` takes: images) and globs -> sorted paths;
-    missing ones as errors."""
+    missing ones and broken symlinks as errors."""
     paths: list[str] = []
     missing: list[ImageResult] = []
     for item in inputs:
-        if os.path.isdir(item):
+        if os.path.islink(item) and not os.path.exists(item):  # dangling or a loop
+            try:
+                check_file(item)
+            except DataError as exc:
+                missing.append(ImageResult(item, error=exc.problem))
+        elif os.path.isdir(item):
             for root, dirs, files in os.walk(item):
                 dirs.sort()
                 paths += [os.path.join(root, f) for f in sorted(files) if accept(f) and not f.startswith(".")]
@@ -46,14 +51,19 @@ def expand_inputs(
         else:
             matches = sorted(glob.glob(item, recursive=True))
             if matches:
-                paths += [m for m in matches if os.path.isfile(m)]
+                paths += [m for m in matches if not os.path.isdir(m)]  # special files: reported
             else:
                 missing.append(ImageResult(item, error="no such file, folder or glob match"))
     return paths, missing
 
 
 def predict_files(
-    paths: list[str], recognizer: Recognizer, *, batch_size: int = 16, keep_images: bool = False
+    paths: list[str],
+    recognizer: Recognizer,
+    *,
+    batch_size: int = 16,
+    keep_images: bool = False,
+    max_pixels: int | None = None,
 ) -> Iterator[ImageResult]:
     """Yield one result per path, in order; unreadable files yield their error and the job goes on."""
     for start in range(0, len(paths), batch_size):
@@ -62,7 +72,7 @@ def predict_files(
         for path in chunk:
             result = ImageResult(path)
             try:
-                image = read_image(path, color="rgb")
+                image = read_image(path, color="rgb", max_pixels=max_pixels)
                 images.append(image)
                 if keep_images:
                     result.image = image

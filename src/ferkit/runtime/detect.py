@@ -27,7 +27,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from ferkit.errors import FerkitError
+from ferkit.errors import FerkitError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,7 @@ def create_detector(name: str = "auto", **kwargs) -> FaceDetector:
     try:
         factory = _DETECTORS[name]
     except KeyError:
-        raise FerkitError(
-            f"unknown face detector {name!r}; available: {', '.join(list_detectors())}"
-        ) from None
+        raise UnknownNameError("face detector", name, list_detectors()) from None
     return factory(**kwargs)
 
 

@@ -8,6 +8,7 @@ Usage::
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
@@ -49,5 +50,9 @@ def resolve_model(spec: str | os.PathLike) -> Path:
     path = Path(text).expanduser()
     if path.exists():
         return path
-    shipped = ", ".join(shipped_models()) or "none yet"
-    raise ModelError(f"{spec}: no such model file or shipped model (shipped: {shipped})")
+    shipped = shipped_models()
+    close = difflib.get_close_matches(text, shipped, n=2, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise ModelError(
+        f"{spec}: no such model file or shipped model{hint} (shipped: {', '.join(shipped) or 'none yet'})"
+    )

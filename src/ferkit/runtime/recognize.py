@@ -21,7 +21,7 @@ import numpy as np
 
 from ferkit.runtime.classifier import EnsembleClassifier, OnnxClassifier, load_classifier
 from ferkit.runtime.detect import Detection, FaceDetector, create_detector, to_gray
-from ferkit.runtime.tta import predict_tta
+from ferkit.runtime.tta import check_tta, predict_tta
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ class Recognizer:
         threads: int | None = None,
         **detector_args,
     ):
+        check_tta(tta)
         if isinstance(model, (OnnxClassifier, EnsembleClassifier)):
             self.classifier = model
         else:

@@ -14,7 +14,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ferkit.errors import UnknownNameError
+
 TTA_MODES = ("none", "flip", "tencrop")
+
+
+def check_tta(mode: str) -> str:
+    """``mode`` if it is a TTA mode; else an error that suggests the closest."""
+    if mode not in TTA_MODES:
+        raise UnknownNameError("TTA mode", mode, TTA_MODES)
+    return mode
 
 
 def tta_views(faces: np.ndarray, mode: str, crop_fraction: float = 42 / 48) -> list[np.ndarray]:
@@ -24,7 +33,7 @@ def tta_views(faces: np.ndarray, mode: str, crop_fraction: float = 42 / 48) -> l
     if mode == "flip":
         return [faces, faces[:, :, ::-1]]
     if mode != "tencrop":
-        raise ValueError(f"unknown TTA mode {mode!r}; choose one of {TTA_MODES}")
+        raise UnknownNameError("TTA mode", mode, TTA_MODES)
     h, w = faces.shape[1:3]
     ch, cw = int(round(h * crop_fraction)), int(round(w * crop_fraction))
     origins = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)]

@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from ferkit.errors import DataError, FerkitError
-from ferkit.imageio import decode_image, is_image_name
+from ferkit.imageio import decode_image, is_image_name, max_bytes_limit
+from ferkit.imageio import read_bytes as read_local_bytes
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".y4m", ".wmv")
 MANIFEST = "_partitions.json"
@@ -264,17 +265,17 @@ class PartitionWorker:
 def read_bytes(path: str) -> bytes:
     """A file's bytes from the local disk or any pyarrow filesystem; errors name the file."""
     if not _is_uri(path):
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except OSError as exc:
-            raise DataError(path, f"cannot read file ({exc.strerror})") from exc
+        return read_local_bytes(path)  # special files and the size limit are checked first
+    limit = max_bytes_limit()
     try:
         fs, inner = _filesystem(path)
         with fs.open_input_stream(inner) as f:
-            return f.read()
+            data = f.read(limit + 1)
     except (OSError, FerkitError) as exc:
         raise DataError(path, f"cannot read file ({exc})") from exc
+    if len(data) > limit:
+        raise DataError(path, f"file is over the {limit:,}-byte limit")
+    return data
 
 
 def partition_name(part: int) -> str:

@@ -48,7 +48,9 @@ class TrainConfig:
     # data
     data: str = ""
     pixels: str | None = None  # FER-2013 file that FER+ votes join to
-    labels: str = "fer2013"  # fer2013 | no-disgust | merge-disgust (FER-2013 variants)
+    labels: str = (
+        "fer2013"  # fer2013 | no-disgust | merge-disgust (FER-2013 variants) | custom (folder names)
+    )
     ferplus_mode: str = "majority"  # majority | soft (cross-entropy on the vote distribution)
     image_size: int = 48
     train_split: str = "train"  # split roles or names
@@ -76,6 +78,9 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warm-up (cosine / constant)
     label_smoothing: float = 0.0
     balance: str = "none"  # none | weights (class-weighted loss) | sampler (balanced sampling)
+    teacher: str | None = None  # distil from this model (shipped name, .onnx, ensemble .json, run)
+    kd_weight: float = 0.5  # loss = (1 - kd_weight) * label loss + kd_weight * KD loss
+    kd_temperature: float = 4.0
     ema: float = 0.0  # EMA decay of weights (e.g. 0.999); 0 = off
     early_stop: int = 0  # stop after N epochs without a better val accuracy; 0 = off
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -203,7 +208,7 @@ def validate(cfg: TrainConfig) -> None:
         "schedule": ("onecycle", "cosine", "plateau", "constant"),
         "balance": ("none", "weights", "sampler"),
         "precision": ("auto", "bf16", "fp16", "fp32"),
-        "labels": ("fer2013", "no-disgust", "merge-disgust"),
+        "labels": ("fer2013", "no-disgust", "merge-disgust", "custom"),
         "ferplus_mode": ("majority", "soft"),
     }
     for key, allowed in choices.items():
@@ -211,6 +216,10 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"config {key}={getattr(cfg, key)!r}; choose one of {', '.join(allowed)}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
         raise ConfigError("epochs, batch_size and lr must be positive")
+    if not 0 <= cfg.kd_weight <= 1 or cfg.kd_temperature <= 0:
+        raise ConfigError("kd_weight must be in 0..1 and kd_temperature positive")
+    if cfg.teacher and (cfg.augment.mixup or cfg.augment.cutmix):
+        raise ConfigError("--teacher cannot be combined with mixup/cutmix (the targets would not match)")
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:

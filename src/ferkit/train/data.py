@@ -25,12 +25,14 @@ from ferkit.train.config import TrainConfig
 
 @dataclass
 class Split:
-    """One split as tensors on the device: images (N, C, H, W) uint8, labels (N,), soft (N, K)."""
+    """One split as tensors on the device: images (N, C, H, W) uint8, labels (N,), soft (N, K),
+    teacher (N, K): a teacher's probabilities for knowledge distillation."""
 
     name: str
     images: Tensor
     labels: Tensor
     soft: Tensor | None = None
+    teacher: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -55,8 +57,16 @@ def _to_split(ds: FaceDataset, name: str, device: torch.device) -> Split:
 
 def prepare_data(cfg: TrainConfig, device: torch.device, dataset: FaceDataset | None = None) -> TrainData:
     """Load (cached), apply the label variant, split, and move to the device."""
-    ds = dataset or load_dataset(cfg.data, pixels=cfg.pixels, size=cfg.image_size, show_progress=cfg.progress)
-    if ds.label_set.name == "fer2013" and cfg.labels != "fer2013":
+    ds = dataset or load_dataset(
+        cfg.data,
+        pixels=cfg.pixels,
+        size=cfg.image_size,
+        labels="custom" if cfg.labels == "custom" else None,
+        show_progress=cfg.progress,
+    )
+    if cfg.labels == "custom":
+        pass  # the folder names are the classes
+    elif ds.label_set.name == "fer2013" and cfg.labels != "fer2013":
         ds = ds.with_variant(cfg.labels)
     elif cfg.labels != "fer2013" and ds.label_set.name != "fer2013":
         raise FerkitError(
@@ -78,8 +88,13 @@ def prepare_data(cfg: TrainConfig, device: torch.device, dataset: FaceDataset | 
         test = None
     pixels = train.images.astype(np.float32) / 255.0
     mean, std = float(pixels.mean()), float(pixels.std())
+    train_split = _to_split(train, "train", device)
+    if cfg.teacher:
+        from ferkit.train.distill import teacher_targets
+
+        train_split.teacher = torch.from_numpy(teacher_targets(cfg.teacher, train)).to(device)
     return TrainData(
-        _to_split(train, "train", device),
+        train_split,
         _to_split(val, "val", device),
         None if test is None else _to_split(test, "test", device),
         ds.label_set,

@@ -28,12 +28,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ferkit.data import FaceDataset
-from ferkit.errors import FerkitError
-from ferkit.models import create_model
+from ferkit.errors import FerkitError, UnknownNameError
+from ferkit.models import create_model, list_models
 from ferkit.train.augment import augment_batch, mix_batch
 from ferkit.train.checkpoint import load_checkpoint
 from ferkit.train.config import TrainConfig, config_from_dict, config_to_dict, save_config
 from ferkit.train.data import Split, TrainData, batch_order, class_weights, epoch_generator, prepare_data
+from ferkit.train.distill import kd_loss
 from ferkit.train.finetune import freeze, load_init_weights
 from ferkit.train.optim import EMA, make_optimizer, make_scheduler
 from ferkit.utils import cache_dir
@@ -152,9 +153,11 @@ def train_one_epoch(
         else:
             targets = F.one_hot(labels, num_classes).float()
         x, targets = mix_batch(x, targets, cfg.augment, gen)
+        teacher = split.teacher[idx] if split.teacher is not None else None  # (B, K)
         if shard.world > 1:
             part = torch.arange(len(idx)).tensor_split(shard.world)[shard.rank].to(device)
             x, targets, labels, idx = x[part], targets[part], labels[part], idx[part]
+            teacher = teacher[part] if teacher is not None else None
         x = normalise(x, data.mean, data.std)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -163,6 +166,9 @@ def train_one_epoch(
         loss = F.cross_entropy(
             logits.float(), targets, weight=loss_weights, label_smoothing=cfg.label_smoothing
         )
+        if teacher is not None:
+            kd = kd_loss(logits, teacher, cfg.kd_temperature)
+            loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
         if not torch.isfinite(loss):
             raise FerkitError(
                 f"epoch {epoch + 1}, batch {i + 1}: loss is {loss.item()} (lower the learning rate?)"
@@ -332,7 +338,8 @@ def fit(
             raise FerkitError(
                 f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick --out"
             )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.model not in list_models():  # before the data is loaded: a typo fails at once
+        raise UnknownNameError("model architecture", cfg.model, list_models())
     device, rank = setup_distributed(resolve_device(cfg.device))[::-1]
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -352,6 +359,7 @@ def fit(
         _log(cfg, f"init from {cfg.init}: {report.summary()}", rank)
     if cfg.freeze:
         freeze(model, cfg.freeze)
+    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a run that cannot start leaves no folder
     model.to(device)
     if cfg.channels_last and device.type == "cpu" and precision != "bf16" and _has_grouped_conv(model):
         # torch 2.13's CPU backward of depthwise convolutions in channels_last crashes in

@@ -1,0 +1,147 @@
+"""Face rows to CSV and JSON Lines, written as they come, so a stopped run keeps every finished image.
+
+Usage::
+
+    with FaceRowWriter(labels, csv_path="faces.csv", jsonl_path="faces.jsonl", resume=True) as out:
+        todo = [p for p in paths if p not in out.done]     # resume: files already written
+        out.write("a.jpg", faces)                          # one row per face, flushed
+
+Rows of one image are written together and flushed; a resumed run drops the rows of the
+last file in the outputs (it may have been cut off mid-write) and any half-written line,
+then appends. Files with no face or that failed leave no row, so a resumed run reads them
+again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from ferkit.errors import DataError
+from ferkit.runtime.recognize import Face
+from ferkit.utils import atomic_path
+
+
+def csv_header(labels: Sequence[str]) -> list[str]:
+    return ["file", "x", "y", "w", "h", "score", "label", *labels]
+
+
+def face_csv_row(file: str, face: Face, labels: Sequence[str]) -> list[Any]:
+    return [file, *face.box, f"{face.score:.4f}", face.label, *(f"{face.probs[n]:.6f}" for n in labels)]
+
+
+def face_json(file: str, face: Face) -> dict[str, Any]:
+    return {"file": file, **face.to_dict()}
+
+
+def _complete_lines(text: str) -> list[str]:
+    """Lines that end in a newline (a killed run may leave half a line last)."""
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]]
+
+
+def _kept_rows(path: Path, kind: str, header: list[str]) -> tuple[list[str], list[str]]:
+    """(lines to keep, the files they cover) of an existing output, minus its last file."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = _complete_lines(text)
+    if kind == "csv":
+        if not lines:
+            return [], []
+        if next(csv.reader([lines[0]])) != header:
+            raise DataError(
+                str(path),
+                "its columns are not this run's (another model or label set?); give a new output file",
+            )
+        body = lines[1:]
+        files = [next(csv.reader([line]))[0] for line in body]
+    else:
+        body, files = [], []
+        for line in lines:
+            try:
+                files.append(json.loads(line)["file"])
+            except (ValueError, KeyError, TypeError):
+                raise DataError(str(path), f"line {len(body) + 1} is not a ferkit face record") from None
+            body.append(line)
+    if files:  # the last file may have been cut off between two of its rows: redo it
+        last = files[-1]
+        keep = [i for i, f in enumerate(files) if f != last]
+        body, files = [body[i] for i in keep], [files[i] for i in keep]
+    return body, files
+
+
+class FaceRowWriter:
+    """CSV and/or JSONL outputs of face rows, appended and flushed image by image."""
+
+    def __init__(
+        self,
+        labels: Sequence[str],
+        *,
+        csv_path: str | os.PathLike | None = None,
+        jsonl_path: str | os.PathLike | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.labels = list(labels)
+        self.done: set[str] = set()
+        self._files: dict[str, IO[str]] = {}
+        self._csv: Any = None
+        outputs = {k: Path(p) for k, p in (("csv", csv_path), ("jsonl", jsonl_path)) if p is not None}
+        existing = {k: p for k, p in outputs.items() if resume and p.exists() and p.stat().st_size > 0}
+        if existing:
+            kept = {k: _kept_rows(p, k, csv_header(self.labels)) for k, p in existing.items()}
+            done_sets = [set(files) for _, files in kept.values()]
+            # A file counts as done only when every output has it (both were written together).
+            self.done = set.intersection(*done_sets) if len(outputs) == len(existing) else set()
+            for kind, path in existing.items():
+                body, files = kept[kind]
+                lines = [line for line, f in zip(body, files, strict=True) if f in self.done]
+                with atomic_path(path) as tmp:
+                    header = [] if kind == "jsonl" else [_csv_line(csv_header(self.labels))]
+                    tmp.write_text("".join(header + lines), encoding="utf-8")
+        try:
+            for kind, path in outputs.items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                append = kind in existing
+                f = open(path, "a" if append else "w", newline="", encoding="utf-8")  # noqa: SIM115
+                self._files[kind] = f
+                if kind == "csv":
+                    self._csv = csv.writer(f)
+                    if not append:
+                        self._csv.writerow(csv_header(self.labels))
+                        f.flush()
+        except OSError as exc:
+            self.close()
+            raise DataError(str(exc.filename or path), f"cannot write output ({exc.strerror})") from exc
+
+    def write(self, file: str, faces: Sequence[Face]) -> None:
+        """The rows of one image, flushed so a stop after this call keeps them."""
+        if not faces:
+            return
+        if "csv" in self._files:
+            for face in faces:
+                self._csv.writerow(face_csv_row(file, face, self.labels))
+            self._files["csv"].flush()
+        if "jsonl" in self._files:
+            self._files["jsonl"].write("".join(json.dumps(face_json(file, f)) + "\n" for f in faces))
+            self._files["jsonl"].flush()
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def __enter__(self) -> FaceRowWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _csv_line(row: list[str]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf).writerow(row)
+    return buf.getvalue()

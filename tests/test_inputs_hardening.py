@@ -1,0 +1,241 @@
+"""Hostile and odd inputs on the command line and in datasets: real files, real processes.
+
+Decompression bombs, special files, oversized files, bad symlinks, out-of-range CSV pixels,
+unknown label folders, clean one-line errors, and predict outputs that survive a stop.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from matplotlib import cbook
+from typer.testing import CliRunner
+
+from ferkit.cli import app
+from ferkit.data import load_dataset
+from ferkit.errors import DataError
+from ferkit.imageio import read_image
+from ferkit.synth import png_bomb
+
+GRACE = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+FERKIT = [sys.executable, "-m", "ferkit"]
+
+
+def run_measured(args: list[str], tmp_path) -> tuple[int, str, float]:
+    """Run a command; return its exit code, stderr and peak RSS (MB, from wait4)."""
+    err_path = tmp_path / "stderr.txt"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+    return os.waitstatus_to_exitcode(status), err_path.read_text(), usage.ru_maxrss / 1024
+
+
+def test_bomb_is_refused_by_predict_before_decoding(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bomb(30000, 30000))
+    assert bomb.stat().st_size < 200_000
+    code, err, peak = run_measured(
+        [*FERKIT, "predict", str(bomb), "--detector", "haar", "--strict"], tmp_path
+    )
+    assert code == 1
+    assert "bomb.png: image declares 30000x30000 (900,000,000 pixels), over the 50,000,000-pixel limit" in (
+        " ".join(err.split())
+    )
+    assert peak < 1000  # was 5.4 GB; the limit is measured in bench, the test catches the regression
+
+
+def test_pixel_limit_is_configurable(tmp_path, monkeypatch):
+    img = tmp_path / "g.jpg"
+    shutil.copy(GRACE, img)
+    monkeypatch.setenv("FERKIT_MAX_PIXELS", "1000")
+    with pytest.raises(
+        DataError, match=r"g.jpg: image is 512x600 \(307,200 pixels\), over the 1,000-pixel limit"
+    ):
+        read_image(str(img))
+    assert read_image(str(img), max_pixels=400_000).shape == (600, 512)
+
+
+def test_special_files_are_refused_not_read(tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="pipe.jpg: is a FIFO"):
+        read_image(str(fifo))  # used to hang forever
+    with pytest.raises(DataError, match="/dev/zero: is a character device"):
+        read_image("/dev/zero")  # used to read until MemoryError
+    with pytest.raises(DataError, match="is a folder"):
+        read_image(str(tmp_path))
+
+
+def test_files_over_the_size_limit_are_refused(tmp_path, monkeypatch):
+    img = tmp_path / "big.jpg"
+    shutil.copy(GRACE, img)
+    monkeypatch.setenv("FERKIT_MAX_FILE_BYTES", "1000")
+    with pytest.raises(DataError, match=r"big.jpg: file is [\d,]+ bytes, over the 1,000-byte limit"):
+        read_image(str(img))
+
+
+def test_bad_symlinks_and_special_files_are_reported_and_fail_strict(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(GRACE, folder / "ok.jpg")
+    (folder / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+    os.mkfifo(folder / "fifo.jpg")
+    given = [str(folder / "ok.jpg"), str(folder / "dangling.jpg"), str(folder / "loop.jpg"), "/dev/zero"]
+    for inputs in ([str(folder)], given):
+        result = CliRunner().invoke(app, ["predict", *inputs, "--detector", "haar"])
+        out = " ".join(result.output.split())
+        assert result.exit_code == 0, result.output
+        assert "dangling.jpg: broken symlink" in out and "loop.jpg: symlink loop" in out
+        strict = CliRunner().invoke(app, ["predict", *inputs, "--detector", "haar", "--strict"])
+        assert strict.exit_code == 1
+    assert "fifo.jpg: is a FIFO (named pipe), not a regular file" in " ".join(
+        CliRunner().invoke(app, ["predict", str(folder), "--detector", "haar"]).output.split()
+    )
+
+
+def test_folder_dataset_with_a_fifo_and_a_bomb_skips_both(tmp_path):
+    import cv2
+    import numpy as np
+
+    for label in ("happy", "sad"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / label / f"{i}.png"), np.full((48, 48), 40 * i, np.uint8))
+    os.mkfifo(tmp_path / "happy" / "pipe.png")
+    (tmp_path / "sad" / "bomb.png").write_bytes(png_bomb(20000, 20000))
+    ds = load_dataset(tmp_path, on_error="skip", cache=False)
+    problems = {os.path.basename(s.source): s.problem for s in ds.skipped}
+    assert len(ds) == 6 and set(problems) == {"pipe.png", "bomb.png"}
+    assert "FIFO" in problems["pipe.png"] and "pixel limit" in problems["bomb.png"]
+
+
+@pytest.mark.parametrize("value", ["65636", "-65436", "256", "-1", "1.5"])  # int16 wrapped the first two
+def test_out_of_range_csv_pixels_are_errors(tmp_path, value):
+    pixels = ["100"] * 2304
+    pixels[7] = value
+    path = tmp_path / "fer.csv"
+    path.write_text(f"emotion,pixels,Usage\n3,{' '.join(pixels)},Training\n")
+    with pytest.raises(
+        DataError, match=rf"line 2: pixel 8 (is {value}, outside 0..255|is not a whole number)"
+    ):
+        load_dataset(path, cache=False)
+
+
+def test_unknown_label_folder_is_an_error_that_says_how_to_go_custom(tmp_path):
+    import cv2
+    import numpy as np
+
+    for label in ("happy", "sad", "bored"):
+        (tmp_path / label).mkdir()
+        cv2.imwrite(str(tmp_path / label / "a.png"), np.zeros((48, 48), np.uint8))
+    with pytest.raises(DataError, match=r"\['bored'\] are not emotions ferkit knows.*labels='custom'"):
+        load_dataset(tmp_path, cache=False)
+    custom = load_dataset(tmp_path, labels="custom", cache=False)
+    assert custom.label_set.names == ("bored", "happy", "sad") and len(custom) == 3
+    result = CliRunner().invoke(app, ["data", "info", str(tmp_path)])
+    assert result.exit_code != 0 and "--labels custom" in " ".join(str(result.exception).split())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["predict", GRACE, "--model", "fsat"], "did you mean 'fast'?"),
+        (["predict", GRACE, "--detector", "hoog"], "unknown face detector 'hoog'; did you mean 'hog'?"),
+        (["predict", GRACE, "--tta", "flp"], "unknown TTA mode 'flp'; did you mean 'flip'?"),
+        (["eval", "fast", "--data", "x.csv", "--tta", "rotate"], "unknown TTA mode 'rotate'"),
+        (["predict", GRACE, "--batch-size", "0"], "Invalid value for '--batch-size'"),
+        (["predict", GRACE, "--annotate", GRACE], "is a file; give a folder"),
+    ],
+)
+def test_clean_one_line_errors(args, message):
+    done = subprocess.run([*FERKIT, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert message in " ".join(done.stderr.split())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "resnet99"], "unknown model architecture 'resnet99'; did you mean 'resnet34_fer' or"),
+        (["--model", "vgg_fer", "--data", "missing.csv"], "missing.csv: file or folder not found"),
+        (["--model", "vgg_fer", "--batch_size", "0"], "must be positive"),
+    ],
+)
+def test_train_errors_leave_no_run_folder(tmp_path, args, message):
+    out = tmp_path / "run"
+    data = ["--data", str(GRACE)] if "--data" not in args else []
+    done = subprocess.run(
+        [*FERKIT, "train", *data, *args, "--out", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert message in " ".join(done.stderr.split())
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_predict_keeps_rows_on_a_stop_and_resumes(tmp_path, signame):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(150):
+        os.link(GRACE, folder / f"g{i:03d}.jpg") if i else shutil.copy(GRACE, folder / "g000.jpg")
+    table, records = tmp_path / "faces.csv", tmp_path / "faces.jsonl"
+    args = [
+        *FERKIT,
+        "predict",
+        str(folder),
+        "--detector",
+        "haar",
+        "--csv",
+        str(table),
+        "--json",
+        str(records),
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not table.exists() or table.read_text().count("\n") < 12):
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "continue with --resume" in err
+    rows = list(csv.DictReader(table.open()))
+    assert 10 <= len(rows) < 150 and len(records.read_text().splitlines()) == len(rows)
+
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "file(s) already in the outputs are skipped" in resumed.stderr
+    rows = list(csv.DictReader(table.open()))
+    files = [r["file"] for r in rows]
+    assert len(files) == len(set(files)) == 150  # each image once, none lost, none twice
+    jsonl = [json.loads(line)["file"] for line in records.read_text().splitlines()]
+    assert sorted(jsonl) == sorted(files)
+
+
+def test_resume_drops_a_half_written_last_file(tmp_path):
+    from ferkit.runtime.recognize import Face
+    from ferkit.runtime.writers import FaceRowWriter
+
+    labels = ["happy", "sad"]
+    face = Face((1, 2, 3, 4), 0.9, {"happy": 0.7, "sad": 0.3}, "happy")
+    out = tmp_path / "f.csv"
+    with FaceRowWriter(labels, csv_path=out) as w:
+        w.write("a.jpg", [face])
+        w.write("b.jpg", [face, face])
+    with open(out, "a") as f:
+        f.write("b.jpg,1,2,3")  # a kill mid-row
+    with FaceRowWriter(labels, csv_path=out, resume=True) as w:
+        assert w.done == {"a.jpg"}  # b.jpg may be incomplete: done again
+        w.write("b.jpg", [face, face])
+    assert [r["file"] for r in csv.DictReader(out.open())] == ["a.jpg", "b.jpg", "b.jpg"]
+    with pytest.raises(DataError, match="columns are not this run's"):
+        FaceRowWriter(["x"], csv_path=out, resume=True)

@@ -81,6 +81,24 @@ def test_analyze_page_uploads_and_shows_the_label(server, browser, tmp_path):
     browser.save_screenshot(str(tmp_path / "analyze.png"))
 
 
+def test_api_docs_render_offline(server, browser):
+    """Swagger UI and ReDoc come from the Python package: they render with no network."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server + "/docs")
+    op = WebDriverWait(browser, 30).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "#operations-default-analyze_api_v1_analyze_post"))
+    )
+    assert "/api/v1/analyze" in op.text
+    browser.get(server + "/redoc")
+    WebDriverWait(browser, 30).until(lambda d: "/api/v1/analyze" in d.find_element(By.TAG_NAME, "body").text)
+    # every script and stylesheet came from this server
+    urls = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert urls and all(u.startswith(server) for u in urls), urls
+
+
 def fake_camera_chrome(y4m, profile):
     """Headless Chromium whose camera plays ``y4m`` (permission granted without a prompt)."""
     from selenium import webdriver

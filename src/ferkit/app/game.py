@@ -1,72 +1,125 @@
 """The mirror game over a WebSocket: camera frames in, game state out; results to SQLite.
 
 Protocol (``WS /api/v1/game``): the client sends ``{"player", "difficulty", "rounds",
-"expressions"?, "seed"?}`` as JSON, then JPEG frames as binary messages; each processed frame
-gets a JSON game state back. When the game ends the server stores it and sends
-``{"phase": "over", "summary", "leaderboard"}``. ``GET /api/v1/leaderboard`` lists the best.
+"expressions"?, "seed"?, "countdown"?}`` as a JSON text message, then image frames as
+binary messages; each processed frame gets a JSON game state back. When the game ends the
+server stores it and sends ``{"phase": "over", "summary", "leaderboard"}``. A bad set-up,
+a text message during play or a bad frame gets ``{"error": {"code", "message"}}`` and the
+socket goes on (a bad set-up can be sent again). ``GET /api/v1/leaderboard`` lists the best.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import asdict
+from typing import Any
 
-from fastapi import FastAPI, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, WebSocket
 from starlette.concurrency import run_in_threadpool
 
-from ferkit.errors import DataError
+from ferkit.app.api import FrameSocket, decode_upload
+from ferkit.app.schemas import ApiError, LeaderboardResult, error_body
 from ferkit.game.engine import EXPRESSIONS, LEVELS, GameConfig, MirrorGame
-from ferkit.game.store import ResultStore
-from ferkit.imageio import decode_image
+
+router = APIRouter()
 
 
-def add_game_routes(app: FastAPI, pool, config) -> None:
-    store = ResultStore(config.game_db)
+class SetupError(ValueError):
+    pass
 
-    @app.get("/api/v1/leaderboard")
-    async def leaderboard(limit: int = Query(10, ge=1, le=100), difficulty: str | None = None) -> dict:
-        return {"games": await run_in_threadpool(store.leaderboard, limit, difficulty)}
 
-    @app.websocket("/api/v1/game")
-    async def game_ws(ws: WebSocket) -> None:
-        await ws.accept()
-        try:
-            setup = await ws.receive_json()
-            player = str(setup.get("player", "")).strip()[:40] or "anonymous"
-            difficulty = setup.get("difficulty", "normal")
-            expressions = tuple(setup.get("expressions") or EXPRESSIONS)
-            unknown = [e for e in expressions if e not in pool.labels]
-            if difficulty not in LEVELS or unknown:
-                await ws.send_json(
-                    {"error": f"difficulty must be one of {list(LEVELS)}; unknown expressions {unknown}"}
-                )
-                await ws.close()
-                return
-            rounds = max(1, min(int(setup.get("rounds", 10)), 50))
-            game = MirrorGame(
-                GameConfig(
-                    expressions, rounds, float(setup.get("countdown", 3.0)), difficulty, setup.get("seed")
-                )
-            )
-            state = game.start()
-            await ws.send_json(_state_json(state))
-            while not game.over:
-                frame = await ws.receive_bytes()
+def parse_setup(text: str, labels: list[str]) -> tuple[str, GameConfig]:
+    """(player, config) from the set-up message; ``SetupError`` says what is wrong."""
+    try:
+        setup = json.loads(text)
+    except ValueError:
+        raise SetupError("the set-up message is not JSON") from None
+    if not isinstance(setup, dict):
+        raise SetupError("the set-up message must be a JSON object")
+    player = setup.get("player", "")
+    if not isinstance(player, str):
+        raise SetupError("player must be text")
+    difficulty = setup.get("difficulty", "normal")
+    if difficulty not in LEVELS:
+        raise SetupError(f"difficulty must be one of {list(LEVELS)}")
+    expressions = setup.get("expressions") or list(EXPRESSIONS)
+    if not isinstance(expressions, list) or not all(isinstance(e, str) for e in expressions):
+        raise SetupError("expressions must be a list of expression names")
+    unknown = [e for e in expressions if e not in labels]
+    if unknown:
+        raise SetupError(f"unknown expressions {unknown}; this model knows {labels}")
+    rounds, countdown, seed = (
+        setup.get("rounds", 10),
+        setup.get("countdown", 3.0),
+        setup.get("seed"),
+    )
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 50:
+        raise SetupError("rounds must be a whole number from 1 to 50")
+    if isinstance(countdown, bool) or not isinstance(countdown, (int, float)) or not 0 <= countdown <= 10:
+        raise SetupError("countdown must be a number of seconds from 0 to 10")
+    if not math.isfinite(countdown):
+        raise SetupError("countdown must be finite")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise SetupError("seed must be a whole number")
+    config = GameConfig(tuple(expressions), rounds, float(countdown), difficulty, seed)
+    return player.strip()[:40] or "anonymous", config
+
+
+@router.get("/api/v1/leaderboard", response_model=LeaderboardResult)
+async def leaderboard(
+    request: Request, limit: int = Query(10, ge=1, le=100), difficulty: str | None = None
+) -> dict:
+    return {"games": await run_in_threadpool(request.app.state.store.leaderboard, limit, difficulty)}
+
+
+@router.websocket("/api/v1/game")
+async def game_ws(ws: WebSocket) -> None:
+    config, pool, store = ws.app.state.config, ws.app.state.pool, ws.app.state.store
+    await ws.accept()
+    sock = FrameSocket(ws, config.max_upload_bytes)
+    game: MirrorGame | None = None
+    player = ""
+    try:
+        while (message := await sock.next_message()) is not None:
+            kind, payload = message
+            if game is None:  # waiting for the set-up
+                if kind != "text":
+                    reply = error_body("no_setup", "send the game set-up (JSON) before frames")
+                else:
+                    try:
+                        player, game_config = parse_setup(str(payload), list(pool.labels))
+                    except SetupError as exc:
+                        reply = error_body("bad_setup", str(exc))
+                    else:
+                        game = MirrorGame(game_config)
+                        reply = _state_json(game.start())
+            elif kind == "text":
+                reply = error_body("text_frame", "the game is on: send binary image frames")
+            else:
                 try:
-                    rgb = decode_image(frame, "frame", "rgb")
-                except DataError:
-                    continue  # a bad frame is skipped, not fatal
-                faces = await run_in_threadpool(pool.recognize, rgb, config.request_timeout)
-                probs = faces[0].probs if faces else None  # the largest face plays
-                state = game.update(probs)
-                await ws.send_json(_state_json(state) | {"box": list(faces[0].box) if faces else None})
-            summary = game.summary()
-            game_id = await run_in_threadpool(store.save, player, summary)
-            board = await run_in_threadpool(store.leaderboard, 10, difficulty)
-            await ws.send_json(
-                {"phase": "over", "game_id": game_id, "summary": summary, "leaderboard": board}
-            )
-        except WebSocketDisconnect:
-            return
+                    reply = await _play_frame(game, payload, pool, config)
+                except ApiError as exc:
+                    reply = error_body(exc.code, exc.message)
+            if not await sock.send_json(reply):
+                break
+            if game is not None and game.over:
+                summary = game.summary()
+                game_id = await run_in_threadpool(store.save, player, summary)
+                board = await run_in_threadpool(store.leaderboard, 10, game.config.difficulty)
+                await sock.send_json(
+                    {"phase": "over", "game_id": game_id, "summary": summary, "leaderboard": board}
+                )
+                break
+    finally:
+        await sock.close()
+
+
+async def _play_frame(game: MirrorGame, frame: bytes, pool, config) -> dict[str, Any]:
+    rgb = await run_in_threadpool(decode_upload, frame, config.max_pixels)
+    faces = await run_in_threadpool(pool.recognize, rgb, config.request_timeout)
+    probs = faces[0].probs if faces else None  # the largest face plays
+    return _state_json(game.update(probs)) | {"box": list(faces[0].box) if faces else None}
 
 
 def _state_json(state) -> dict:

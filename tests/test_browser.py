@@ -94,9 +94,13 @@ def test_api_docs_render_offline(server, browser):
     assert "/api/v1/analyze" in op.text
     browser.get(server + "/redoc")
     WebDriverWait(browser, 30).until(lambda d: "/api/v1/analyze" in d.find_element(By.TAG_NAME, "body").text)
-    # every script and stylesheet came from this server
-    urls = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-    assert urls and all(u.startswith(server) for u in urls), urls
+    # every script, stylesheet and fetch came from this server (ReDoc's footer logo, an <img>,
+    # still points at its CDN: cosmetic, and simply missing offline)
+    entries = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => [e.name, e.initiatorType])"
+    )
+    needed = [url for url, kind in entries if kind != "img"]
+    assert needed and all(u.startswith(server) for u in needed), entries
 
 
 def fake_camera_chrome(y4m, profile):

@@ -17,7 +17,7 @@ def test_registry_lists_the_issue_models():
         "resnet34_fer",
         "inception_fer",
     }
-    with pytest.raises(KeyError, match="registered: "):
+    with pytest.raises(KeyError, match=r"unknown model architecture .nope. \(known: baseline_cnn, "):
         create_model("nope")
 
 

@@ -1,0 +1,97 @@
+"""int8 versions of the shipped models: size and PrivateTest accuracy against fp32, per model.
+
+Usage::
+
+    python bench/int8.py [--models accurate ferplus fast tiny] [--ship]
+
+Each shipped ONNX model is quantised (static QDQ, per-channel weights; 512 Training faces
+calibrate the activations) and both versions are evaluated on PrivateTest, plain and with
+flip TTA (FER+ models on the FER+ majority labels). ``--ship`` replaces a shipped fp32
+file by its int8 version where int8 costs at most ``--max-drop`` points in both, and
+rewrites its card's metrics (ONNX metadata and the JSON beside it) from the int8 run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ferkit.data import load_dataset
+from ferkit.evaluate.run import evaluate_models
+from ferkit.export import metrics_from_eval, quantize_int8
+from ferkit.runtime.models import WEIGHTS_DIR
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fer2013"
+
+
+def evaluate(model: str, data: Path) -> dict[str, dict]:
+    """Card metrics for PrivateTest, plain and flip TTA."""
+    metrics: dict[str, dict] = {}
+    for tta in ("none", "flip"):
+        result = evaluate_models([model], data, split="PrivateTest", tta=tta)
+        metrics.update(metrics_from_eval(json.loads(json.dumps(result.to_dict()))))
+    return metrics
+
+
+def ship(name: str, int8_path: Path, int8_metrics: dict[str, dict]) -> None:
+    """Replace weights/NAME.onnx by the int8 file; the card's measured metrics follow it."""
+    card_path = WEIGHTS_DIR / f"{name}.json"
+    card = json.loads(card_path.read_text())
+    card["metrics"] = {k: v for k, v in card["metrics"].items() if not k.startswith("PrivateTest")}
+    card["metrics"].update(int8_metrics)
+    card["quantization"] = "int8 static QDQ, per-channel weights (bench/int8.py)"
+    model = onnx.load(str(int8_path))
+    for entry in model.metadata_props:
+        if entry.key == "metrics":
+            entry.value = json.dumps(card["metrics"])
+    onnx.save(model, str(int8_path))
+    shutil.move(int8_path, WEIGHTS_DIR / f"{name}.onnx")
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["accurate", "ferplus", "fast", "tiny"])
+    parser.add_argument("--data", type=Path, default=SHARED)
+    parser.add_argument("--max-drop", type=float, default=0.2, help="points of accuracy int8 may cost")
+    parser.add_argument("--ship", action="store_true")
+    args = parser.parse_args()
+    fer = load_dataset(args.data / "fer2013.tar.gz")
+    train = fer.pick("train")
+    calibration = train.images[np.random.default_rng(0).choice(len(train), 512, replace=False)]
+    print("| model | fp32 MB | int8 MB | fp32 plain | int8 plain | fp32 flip | int8 flip | shipped |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    scratch = Path(tempfile.mkdtemp())
+    for name in args.models:
+        fp32_path = WEIGHTS_DIR / f"{name}.onnx"
+        card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+        if "quantization" in card:
+            print(f"| {name} | already int8 | | | | | | |")
+            continue
+        data = args.data / ("fer2013new.csv" if card.get("label_set") == "ferplus" else "fer2013.tar.gz")
+        int8_path = scratch / f"{name}.onnx"
+        test = load_dataset(data).pick("test")
+        quantize_int8(fp32_path, int8_path, calibration, test.images[:64], test.labels[:64], "PrivateTest")
+        sizes = fp32_path.stat().st_size / 1e6, int8_path.stat().st_size / 1e6
+        before, after = evaluate(str(fp32_path), data), evaluate(str(int8_path), data)
+        acc = {k: (before[k]["accuracy"] * 100, after[k]["accuracy"] * 100) for k in before}
+        ok = all(b - a <= args.max_drop for b, a in acc.values())
+        plain, flip = acc["PrivateTest"], acc["PrivateTest_tta_flip"]
+        shipped = "yes" if ok and args.ship else ("within limit" if ok else f"no (> {args.max_drop} pt)")
+        if ok and args.ship:
+            ship(name, int8_path, after)
+        print(
+            f"| {name} | {sizes[0]:.2f} | {sizes[1]:.2f} | {plain[0]:.2f} | {plain[1]:.2f} | "
+            f"{flip[0]:.2f} | {flip[1]:.2f} | {shipped} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -2,10 +2,69 @@
 
 Usage::
 
-    from ferkit.data import load_dataset
-    ds = load_dataset("fer2013.tar.gz")
+    import ferkit
+    faces = ferkit.analyze("photo.jpg")                  # one call: detect + recognise
+    rec = ferkit.Recognizer("fast")                      # the caller owns it; reuse it
+    for face in rec("photo.jpg"):                        # a path, bytes, a PIL image or an array
+        print(face.box, face.label, face.probs["happy"])
+    ds = ferkit.load_dataset("fer2013.tar.gz")
+    ferkit.list_models()                                 # the models that ship: ["accurate", ...]
 
-Importing ferkit is cheap and never imports torch: training modules import it lazily.
+Importing ferkit is cheap and never imports torch: the names above are imported on first
+use (module ``__getattr__``), and training modules import torch themselves.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# name -> (module, attribute): the small front door, resolved lazily.
+_EXPORTS = {
+    "Recognizer": ("ferkit.runtime.recognize", "Recognizer"),
+    "Face": ("ferkit.runtime.recognize", "Face"),
+    "load_dataset": ("ferkit.data.load", "load_dataset"),
+    "list_models": ("ferkit.runtime.models", "shipped_models"),
+    "FerkitError": ("ferkit.errors", "FerkitError"),
+    "DataError": ("ferkit.errors", "DataError"),
+}
+
+__all__ = [
+    "DataError",
+    "Face",
+    "FerkitError",
+    "Recognizer",
+    "__version__",
+    "analyze",
+    "list_models",
+    "load_dataset",
+]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first use
+    from ferkit.data.load import load_dataset
+    from ferkit.errors import DataError, FerkitError
+    from ferkit.runtime.models import shipped_models as list_models
+    from ferkit.runtime.recognize import Face, Recognizer
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'ferkit' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value  # next time a plain lookup
+    return value
+
+
+def analyze(image: Any, *, model: str = "default", detector: str = "auto", **options: Any) -> list:
+    """Faces and their expressions in one image (a path, bytes, a PIL image or an array).
+
+    Loads the model and detector for this one call; for many images make a
+    :class:`Recognizer` once and call it instead.
+    """
+    from ferkit.runtime.recognize import Recognizer
+
+    return Recognizer(model, detector=detector, **options).recognize(image)

@@ -237,3 +237,50 @@ def fit_square(img: np.ndarray, size: int) -> np.ndarray:
         interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
         img = cv2.resize(img, (size, size), interpolation=interp)
     return np.ascontiguousarray(img)
+
+
+def to_rgb(image: object, source: str = "image", *, max_pixels: int | None = None) -> np.ndarray:
+    """Whatever a user has, as uint8 (H, W, 3) RGB: a path, encoded bytes, a PIL image or an
+    array (grey, RGB or RGBA; uint8, bool, other integers, or floats in [0, 1] or [0, 255]).
+
+    Paths and bytes pass the same checks as files (header-first pixel limit, special files);
+    an array is already in memory and is only converted. Anything else is a ``DataError``
+    that says what was given and what is accepted.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(os.fspath(image), "rgb", max_pixels=max_pixels)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return decode_image(bytes(image), source, "rgb", max_pixels=max_pixels)
+    if type(image).__module__.startswith("PIL."):
+        mode = "RGBA" if "A" in image.getbands() else "RGB"  # type: ignore[attr-defined]
+        image = np.asarray(image.convert(mode))  # type: ignore[attr-defined]
+    if not isinstance(image, np.ndarray):
+        raise DataError(
+            source,
+            f"cannot read a {type(image).__name__}: give a file path, encoded bytes, a PIL image or a "
+            "numpy array",
+        )
+    return _array_to_rgb(image, source)
+
+
+def _array_to_rgb(arr: np.ndarray, source: str) -> np.ndarray:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)) or 0 in arr.shape[:2]:
+        raise DataError(source, f"array of shape {arr.shape}: expected (H, W), (H, W, 3) or (H, W, 4)")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise DataError(source, "float array holds NaN or infinite values")
+        scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0  # [0, 1] images and [0, 255] ones
+        arr = np.clip(arr * scale, 0, 255).round().astype(np.uint8)
+    elif arr.dtype == np.uint16:
+        arr = (arr // 257).astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.uint8:
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise DataError(source, f"array of dtype {arr.dtype}: expected integers, floats or booleans")
+    if arr.ndim == 2:
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+    return np.ascontiguousarray(arr[:, :, :3])

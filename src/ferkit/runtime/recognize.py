@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ferkit.imageio import to_rgb
 from ferkit.runtime.classifier import EnsembleClassifier, OnnxClassifier, load_classifier
 from ferkit.runtime.detect import Detection, FaceDetector, create_detector, to_gray
 from ferkit.runtime.tta import check_tta, predict_tta
@@ -109,8 +110,11 @@ class Recognizer:
     def labels(self) -> tuple[str, ...]:
         return self.classifier.labels
 
-    def recognize(self, image: np.ndarray) -> list[Face]:
+    def recognize(self, image: object) -> list[Face]:
+        """Faces in one image: a path, encoded bytes, a PIL image or an array (see ``to_rgb``)."""
         return self.recognize_batch([image])[0]
+
+    __call__ = recognize
 
     def classify(self, faces: list[tuple[np.ndarray, Detection]]) -> np.ndarray:
         """Probabilities (N, K) for (image, detection) pairs: crop, TTA, one batched model call."""
@@ -120,8 +124,9 @@ class Recognizer:
         crops = np.stack([crop_face(img, d, size, self.margin, self.align) for img, d in faces])
         return predict_tta(self.classifier, crops, self.tta)
 
-    def recognize_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+    def recognize_batch(self, images: list) -> list[list[Face]]:
         """Detect in every image, then classify all faces in one batched model call."""
+        images = [to_rgb(img, f"image {i}") for i, img in enumerate(images)]
         detections = [self.detector.detect(img) for img in images]
         probs = self.classify([(img, d) for img, dets in zip(images, detections, strict=True) for d in dets])
         out, k = [], 0

@@ -243,3 +243,55 @@ def test_resume_drops_a_half_written_last_file(tmp_path):
     assert [r["file"] for r in csv.DictReader(out.open())] == ["a.jpg", "b.jpg", "b.jpg"]
     with pytest.raises(DataError, match="columns are not this run's"):
         FaceRowWriter(["x"], csv_path=out, resume=True)
+
+
+def test_ordinary_runs_are_quiet_and_verbose_shows_more(tmp_path):
+    import cv2
+
+    img = cv2.imread(GRACE)
+    png = cv2.imencode(".png", img)[1].tobytes()
+    (tmp_path / "cut.png").write_bytes(png[: len(png) // 2])
+    shutil.copy(GRACE, tmp_path / "ok.jpg")
+    env = {k: v for k, v in os.environ.items() if k not in ("FERKIT_VERBOSE", "OPENCV_LOG_LEVEL")}
+    done = subprocess.run([*FERKIT, "predict", str(tmp_path)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and "cut.png: truncated PNG (no IEND chunk)" in done.stderr
+    noise = ("INFO: Created TensorFlow Lite", "libpng error", "[ WARN")
+    assert not any(n in done.stderr for n in noise), done.stderr
+    loud = subprocess.run(
+        [*FERKIT, "predict", str(tmp_path)], capture_output=True, text=True, env=env | {"FERKIT_VERBOSE": "1"}
+    )
+    assert "INFO: Created TensorFlow Lite" in loud.stderr  # LiteRT's own words, when asked for
+
+
+def test_train_without_its_extra_says_which_to_install():
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name in ('yaml', 'torch'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "sys.argv = ['ferkit', 'train', '--data', 'x.csv']\n"
+        "from ferkit.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert (
+        'training needs its extra: pip install "ferkit[train]" torch==2.13.0 (yaml is missing)' in done.stderr
+    )
+
+
+def test_eval_writes_under_the_cache_not_the_current_folder(tmp_path, shared):
+    if not (shared / "fer2013.tar.gz").exists():
+        pytest.skip("needs ../shared/datasets")
+    done = subprocess.run(
+        [*FERKIT, "eval", "tiny", "--data", str(shared / "fer2013.tar.gz")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=os.environ | {"FERKIT_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.iterdir()) == [tmp_path / "cache"]
+    assert list((tmp_path / "cache" / "eval").glob("*/eval.json"))

@@ -100,3 +100,29 @@ def stop_signals() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence what native libraries print straight to file descriptor 2 inside the block
+    (LiteRT's "Created TensorFlow Lite XNNPACK delegate" line); ``FERKIT_VERBOSE=1`` keeps it.
+
+    Python's own ``sys.stderr`` is flushed first; the block should be short (it is
+    process-wide).
+    """
+    if os.environ.get("FERKIT_VERBOSE"):
+        yield
+        return
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)

@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ferkit import __version__
 from ferkit.cli import evaluate as cli_evaluate
@@ -46,11 +47,18 @@ def version() -> None:
 
 
 def main() -> None:
+    import os
+
+    # Third-party chatter (OpenCV's "[ WARN ] PNG input buffer is incomplete" beside ferkit's
+    # own clear message) stays out of ordinary runs; FERKIT_VERBOSE=1 shows it. Read by
+    # OpenCV when it loads, which the commands do after this.
+    if not os.environ.get("FERKIT_VERBOSE"):
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     err = Console(stderr=True, soft_wrap=True)  # one line per error, greppable
     try:
         app()
     except FerkitError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)  # [..] is text
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")

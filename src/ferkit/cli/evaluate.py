@@ -24,7 +24,9 @@ def eval_cmd(
     fit_weights: bool = typer.Option(
         False, help="Fit ensemble weights on PublicTest (never on the test split)."
     ),
-    out: Path = typer.Option(Path("ferkit-eval"), help="Folder for eval.json, eval.md and the plots."),
+    out: Optional[Path] = typer.Option(
+        None, help="Folder for eval.json, eval.md and the plots (default ~/.cache/ferkit/eval/<time>)."
+    ),
 ) -> None:
     """Accuracy, balanced accuracy, macro-F1, per-class P/R/F1, top-2, ECE, bootstrap CI; plots."""
     from ferkit.evaluate.run import evaluate_models, write_report
@@ -48,6 +50,12 @@ def eval_cmd(
             f"{e.ms_per_face:.3f}" if e.ms_per_face is not None else "-",
         )
     console.print(table)
+    if out is None:  # not the current folder: a checkout would collect ferkit-eval/ folders
+        import time
+
+        from ferkit.utils import cache_dir
+
+        out = cache_dir("eval") / time.strftime("%Y%m%d-%H%M%S")
     for path in write_report(result, out):
         console.print(f"wrote {path}")
 

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -174,7 +175,7 @@ def _predict_ray(inputs: list[str], out: str | None, strict: bool, **options) ->
     try:
         report = predict_ray(inputs, out, **options)
     except FerkitError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from exc
     err.print(
         f"{report.done_partitions} partition(s) written, {report.skipped_partitions} already done; "
@@ -188,7 +189,7 @@ def _predict_ray(inputs: list[str], out: str | None, strict: bool, **options) ->
 def _list_failures(err: Console, failed: list, most: int = 50) -> None:
     """One greppable line per skipped input, the first ``most`` of them."""
     for path, problem in failed[:most]:
-        err.print(f"  [yellow]skipped[/] {path}: {problem}", highlight=False)
+        err.print(f"  [yellow]skipped[/] {escape(f'{path}: {problem}')}", highlight=False)
     if len(failed) > most:
         err.print(f"  ... and {len(failed) - most} more")
 

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from ferkit.errors import FerkitError
+
 
 def train(
     ctx: typer.Context,
@@ -24,7 +26,12 @@ def train(
     Writes config.yaml, metrics.csv, curves.png, last.pt / best.pt and test_metrics.json to
     the run folder; Ctrl-C keeps the last completed epoch and --resume continues it.
     """
-    from ferkit.train import fit, load_config
+    try:
+        from ferkit.train import fit, load_config
+    except ModuleNotFoundError as exc:  # a core install: no torch / PyYAML
+        raise FerkitError(
+            f'training needs its extra: pip install "ferkit[train]" torch==2.13.0 ({exc.name} is missing)'
+        ) from exc
 
     overrides = _extra_overrides(ctx.args)
     cfg = load_config(

@@ -26,6 +26,7 @@ import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.runtime.detect import Detection, register_detector
+from ferkit.utils import quiet_native_stderr
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,9 @@ class BlazeFaceDetector:
         self.spec = _SPECS[model]
         self.min_score = self.spec.min_score if min_score is None else min_score
         self.min_size = min_size
-        self.interpreter = Interpreter(model_path=_model_path(self.spec.file), num_threads=threads)
-        self.interpreter.allocate_tensors()
+        with quiet_native_stderr():  # LiteRT announces its XNNPACK delegate on stderr
+            self.interpreter = Interpreter(model_path=_model_path(self.spec.file), num_threads=threads)
+            self.interpreter.allocate_tensors()
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         outputs = sorted(self.interpreter.get_output_details(), key=lambda d: -int(d["shape"][-1]))
         self.box_index, self.score_index = outputs[0]["index"], outputs[1]["index"]  # (A, 16), (A, 1)

@@ -84,7 +84,7 @@ def _check_header(data: bytes, source: str) -> None:
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:]:
         raise DataError(source, "truncated JPEG (no end-of-image marker)")
     if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-4096:]:
-        raise DataError(source, "truncated PNG (no IEND chunk)")
+        raise DataError(source, "not a readable image (truncated PNG: no IEND chunk)")
 
 
 _PIL_BOMB_RE = re.compile(r"\((\d+) pixels\)")

@@ -8,9 +8,9 @@ Usage::
 The teacher is anything ``ferkit eval`` takes (a shipped name, an ONNX file, an ensemble
 card, a run folder or checkpoint). Its probabilities are computed once per training set,
 on the un-augmented images with flip TTA, and cached on disk: a teacher run on every
-augmented batch costs its full forward pass each step (``accurate`` classifies ~200 faces/s
-on a 2-core CPU, a fifth of what the student trains at), while the cached targets cost
-nothing per epoch. The student sees augmented images against the clean image's targets.
+augmented batch costs its forward pass each step (the int8 ``accurate`` classifies 1,562
+faces/s batched on a 2-core CPU, 781 with flip TTA, beside a ``mini_xception`` student
+training at 1,357 img/s), while the cached targets cost nothing per epoch. The student sees augmented images against the clean image's targets.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ card, a run folder or checkpoint). Its probabilities are computed once per train
 on the un-augmented images with flip TTA, and cached on disk: a teacher run on every
 augmented batch costs its forward pass each step (the int8 ``accurate`` classifies 1,562
 faces/s batched on a 2-core CPU, 781 with flip TTA, beside a ``mini_xception`` student
-training at 1,357 img/s), while the cached targets cost nothing per epoch. The student sees augmented images against the clean image's targets.
+training at 1,357 img/s), while the cached targets cost nothing per epoch. The student
+sees augmented images against the clean image's targets.
 """
 
 from __future__ import annotations

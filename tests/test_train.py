@@ -390,3 +390,29 @@ def test_teacher_with_another_label_set_is_a_clear_error(tmp_path):
     assert not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match="mixup"):
         quick_cfg(tmp_path, teacher="fast", **{"augment": {"mixup": 0.2}})
+
+
+def test_resume_extends_to_the_epochs_asked_for_even_the_default(tmp_path):
+    """--epochs 30 on --resume used to be ignored because 30 is TrainConfig's default."""
+    import yaml
+
+    from ferkit.train.config import TrainConfig
+
+    data = learnable(n_per_class=3)
+    fit(quick_cfg(tmp_path, epochs=1, batch_size=64), dataset=data)
+
+    def stop(state):  # one more epoch is enough to see the plan
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            quick_cfg(tmp_path),
+            resume=tmp_path / "run",
+            dataset=data,
+            epochs=TrainConfig.epochs,
+            callbacks=[stop],
+        )
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["epochs"] == TrainConfig.epochs == 30  # was kept at 1
+    done = fit(quick_cfg(tmp_path), resume=tmp_path / "run", dataset=data, epochs=1)
+    assert done.epochs == 2  # never fewer than the epochs already done

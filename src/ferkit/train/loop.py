@@ -320,8 +320,14 @@ def fit(
     resume: str | os.PathLike | None = None,
     callbacks: list[Callback] | None = None,
     dataset: FaceDataset | None = None,
+    epochs: int | None = None,
 ) -> TrainResult:
-    """Train per ``cfg`` (or continue ``resume``, a run folder), then evaluate on the test split."""
+    """Train per ``cfg`` (or continue ``resume``, a run folder), then evaluate on the test split.
+
+    ``epochs`` with ``resume`` extends the run to that many epochs (never fewer than it has
+    done); without it a resumed run keeps its own, unless ``cfg.epochs`` differs from the
+    default.
+    """
     from ferkit.train.callbacks import default_callbacks, final_evaluation
 
     ckpt = None
@@ -329,7 +335,10 @@ def fit(
         run_dir = Path(resume)
         ckpt = load_checkpoint(run_dir / "last.pt")
         saved = config_from_dict(ckpt["config"])
-        saved.epochs = max(saved.epochs, cfg.epochs) if cfg.epochs != TrainConfig.epochs else saved.epochs
+        if epochs is not None:  # asked for explicitly, even when it equals the class default
+            saved.epochs = max(epochs, int(ckpt["epoch"]))
+        elif cfg.epochs != TrainConfig.epochs:
+            saved.epochs = max(saved.epochs, cfg.epochs)
         saved.progress = cfg.progress
         cfg = saved
     else:

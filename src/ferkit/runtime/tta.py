@@ -32,8 +32,8 @@ def tta_views(faces: np.ndarray, mode: str, crop_fraction: float = 42 / 48) -> l
         return [faces]
     if mode == "flip":
         return [faces, faces[:, :, ::-1]]
-    if mode != "tencrop":
-        raise UnknownNameError("TTA mode", mode, TTA_MODES)
+    if check_tta(mode) != "tencrop":
+        raise AssertionError(mode)  # check_tta accepted a mode handled above
     h, w = faces.shape[1:3]
     ch, cw = int(round(h * crop_fraction)), int(round(w * crop_fraction))
     origins = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)]

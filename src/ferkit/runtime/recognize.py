@@ -88,7 +88,7 @@ class Recognizer:
         margin: float = 0.1,
         align: bool = False,
         tta: str = "flip",
-        min_face: int = 30,
+        min_face: int = 20,
         threads: int | None = None,
         **detector_args,
     ):

@@ -164,7 +164,7 @@ class RecognizeOptions:
 
     model_bytes: bytes | None
     detector: str = "auto"
-    min_face: int = 30
+    min_face: int = 20
     align: bool = False
     tta: str = "flip"
     threads: int = 1
@@ -332,7 +332,7 @@ def predict_ray(
     *,
     model: str | os.PathLike = "default",
     detector: str = "auto",
-    min_face: int = 30,
+    min_face: int = 20,
     align: bool = False,
     tta: str = "flip",
     address: str | None = None,

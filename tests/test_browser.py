@@ -1,5 +1,6 @@
 """End to end in headless Chromium (Debian's chromium + chromium-driver, driven by Selenium)."""
 
+import os
 import shutil
 import socket
 import threading
@@ -21,6 +22,26 @@ CHROME_FLAGS = (
     "--disable-sync",
 )
 GRACE = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+# Read the canvas of a page: |video mirrored - canvas| and |video - canvas|, summed over a grid.
+MIRROR_CHECK = """
+const v = document.getElementById("video"), o = document.getElementById(arguments[0]);
+const c = document.createElement("canvas"); c.width = v.videoWidth; c.height = v.videoHeight;
+const g = c.getContext("2d"); g.drawImage(v, 0, 0);
+const a = g.getImageData(0, 0, c.width, c.height).data;
+const b = o.getContext("2d").getImageData(0, 0, o.width, o.height).data;
+let flipped = 0, straight = 0;
+for (let y = 0; y < c.height; y += 8) for (let x = 0; x < c.width; x += 8) {
+  const i = (y * c.width + x) * 4, j = (y * c.width + (c.width - 1 - x)) * 4;
+  flipped += Math.abs(a[j] - b[i]); straight += Math.abs(a[i] - b[i]);
+}
+return [flipped, straight];
+"""
+
+
+def shot(drv, tmp_path, name):
+    """Screenshots go to $FERKIT_SCREENSHOTS (docs/img when refreshing the README's), else tmp."""
+    folder = os.environ.get("FERKIT_SCREENSHOTS") or tmp_path
+    drv.save_screenshot(os.path.join(folder, name))
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +99,7 @@ def test_analyze_page_uploads_and_shows_the_label(server, browser, tmp_path):
     labels = {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
     assert label.text in labels
     assert "1 face(s) found" in browser.find_element(By.ID, "summary").text
-    browser.save_screenshot(str(tmp_path / "analyze.png"))
+    shot(browser, tmp_path, "analyze.png")
 
 
 def test_api_docs_render_offline(server, browser):
@@ -103,7 +124,7 @@ def test_api_docs_render_offline(server, browser):
     assert needed and all(u.startswith(server) for u in needed), entries
 
 
-def fake_camera_chrome(y4m, profile):
+def fake_camera_chrome(y4m, profile, size="1100,900"):
     """Headless Chromium whose camera plays ``y4m`` (permission granted without a prompt)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -116,6 +137,7 @@ def fake_camera_chrome(y4m, profile):
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-video-capture={y4m}",
         f"--user-data-dir={profile}",
+        f"--window-size={size}",
     ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
@@ -147,7 +169,11 @@ def test_live_page_with_a_fake_camera(server, tmp_path):
         label = WebDriverWait(drv, 30).until(lambda d: d.execute_script(read))
         assert label == expected
         WebDriverWait(drv, 10).until(lambda d: "FPS" in d.find_element(By.ID, "fps").text)
-        drv.save_screenshot(str(tmp_path / "live.png"))
+        # One picture of the camera, mirrored, with the boxes over it (no raw <video> beside it).
+        assert not drv.find_element(By.ID, "video").is_displayed()
+        flipped, straight = drv.execute_script(MIRROR_CHECK, "overlay")
+        assert flipped * 3 < straight, (flipped, straight)
+        shot(drv, tmp_path, "live.png")
     finally:
         drv.quit()
 
@@ -160,7 +186,9 @@ def test_mirror_game_page_reports_scripted_hits_and_misses(server, tmp_path):
     a miss, and round 3 (happy again, from ~8 s) a miss because the face has turned neutral.
     The script switches at 5 s, >= 2.5 s away from both round boundaries it must fall between.
     """
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select, WebDriverWait
     from skimage import data
 
@@ -175,19 +203,33 @@ def test_mirror_game_page_reports_scripted_hits_and_misses(server, tmp_path):
     assert rec.recognize(frames[0])[0].probs["happy"] > 0.8
     assert rec.recognize(frames[-1])[0].probs["happy"] < 0.2
     y4m = write_y4m(tmp_path / "camera.y4m", frames, fps=10)
-    drv = fake_camera_chrome(y4m, tmp_path / "profile")
+    drv = fake_camera_chrome(y4m, tmp_path / "profile", size="1280,720")
     try:
         drv.get(server + "/mirror.html?seed=1&expressions=happy,surprise&countdown=1")
-        Select(drv.find_element(By.ID, "difficulty")).select_by_visible_text("hard")
-        rounds = drv.find_element(By.ID, "rounds")
-        rounds.clear()
-        rounds.send_keys("3")
-        drv.find_element(By.ID, "start").click()  # the camera (and so the script) starts here
+        # Keyboard only, as on a mirror with no mouse: 3 = hard, 5 x down = 3 rounds, Enter = start.
+        keys = ActionChains(drv).send_keys("3")
+        for _ in range(5):
+            keys = keys.send_keys(Keys.ARROW_DOWN)
+        keys.perform()
+        assert Select(drv.find_element(By.ID, "difficulty")).first_selected_option.text == "hard"
+        assert drv.find_element(By.ID, "rounds").get_attribute("value") == "3"
+        ActionChains(drv).send_keys(Keys.ENTER).perform()  # the camera (and so the script) starts here
+        target = drv.find_element(By.ID, "target-word")
+        WebDriverWait(drv, 10).until(lambda d: target.text.lower() == "happy")
+        assert not drv.find_element(By.ID, "menu").is_displayed()  # full-screen play, no form
+        WebDriverWait(drv, 10).until(lambda d: "HIT" in d.find_element(By.ID, "verdict").text)
+        flipped, straight = drv.execute_script(MIRROR_CHECK, "view")
+        assert flipped * 3 < straight, (flipped, straight)  # a mirror, not a camera
+        assert float(drv.find_element(By.ID, "rt").text.split()[0]) < 3  # response time, big
+        shot(drv, tmp_path, "mirror-play.png")
         WebDriverWait(drv, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="summary"]'))
         items = drv.find_elements(By.CSS_SELECTOR, "#results li")
         outcomes = [(li.text.split(":")[0], li.get_attribute("data-outcome")) for li in items]
         assert outcomes == [("happy", "hit"), ("surprise", "miss"), ("happy", "miss")]
         assert "1 hits, 2 misses" in drv.find_element(By.CSS_SELECTOR, '[data-testid="summary"]').text
-        drv.save_screenshot(str(tmp_path / "mirror.png"))
+        # Between games: the leaderboard (this game in it) and Start, focused for the next Enter.
+        WebDriverWait(drv, 10).until(lambda d: "player" in d.find_element(By.ID, "board").text)
+        assert drv.switch_to.active_element.get_attribute("id") == "start"
+        shot(drv, tmp_path, "mirror-over.png")
     finally:
         drv.quit()

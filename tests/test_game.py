@@ -142,12 +142,3 @@ def test_concurrent_writes(tmp_path):
         t.join()
     assert errors == [] and len(store.leaderboard(limit=1000)) == 80
     assert store.leaderboard(limit=1)[0]["score"] == 709
-
-
-def test_mirror_command_without_a_window_is_a_clear_error():
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "ferkit", "mirror"], capture_output=True, text=True)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "ferkit mirror needs a window" in " ".join(proc.stderr.split())

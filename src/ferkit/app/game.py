@@ -93,7 +93,12 @@ async def game_ws(ws: WebSocket) -> None:
                         reply = error_body("bad_setup", str(exc))
                     else:
                         game = MirrorGame(game_config)
-                        reply = _state_json(game.start())
+                        level = game.level
+                        reply = _state_json(game.start()) | {
+                            "rounds": game_config.rounds,
+                            "time_limit": level.time_limit,
+                            "threshold": level.threshold,
+                        }
             elif kind == "text":
                 reply = error_body("text_frame", "the game is on: send binary image frames")
             else:

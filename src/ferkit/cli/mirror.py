@@ -1,57 +1,68 @@
-"""``ferkit mirror``: the mirror game in a desktop window (OpenCV), camera in front of the player."""
+"""``ferkit mirror``: the mirror game full-screen on this computer (the web page in a kiosk window)."""
 
 from __future__ import annotations
+
+import socket
+import threading
+import time
+from urllib.parse import urlencode
 
 import typer
 
 
 def mirror(
-    camera: str = typer.Option("0", help="Camera index, or a video file to play against."),
-    player: str = typer.Option("player", help="Name for the leaderboard."),
+    player: str = typer.Option("player", help="Name for the leaderboard (editable on the page)."),
     difficulty: str = typer.Option("normal", help="easy, normal or hard."),
-    rounds: int = typer.Option(8, help="Rounds in a game."),
+    rounds: int = typer.Option(8, min=1, max=50, help="Rounds in a game."),
     model: str = typer.Option("default", help="Shipped model name or .onnx file."),
+    kiosk: bool = typer.Option(True, help="Full screen with no browser controls (--no-kiosk: a window)."),
+    port: int = typer.Option(0, help="Port on 127.0.0.1 (0: any free port)."),
+    open_window: bool = typer.Option(
+        True, "--open/--no-open", help="Open the window (--no-open: print the URL)."
+    ),
 ) -> None:
-    """Play in a window: imitate the expression shown; q quits. Without a display, use the web page."""
-    import cv2
-
+    """Play the mirror game on this computer's camera, keyboard only: Enter starts, Esc stops, F toggles
+    full screen. The page is ferkit's own web app, served on 127.0.0.1 while the window is open;
+    closing the window (or Ctrl-C) ends it. Needs the app extra: pip install "ferkit[app]"."""
     from ferkit.errors import FerkitError
-    from ferkit.game.engine import GameConfig, MirrorGame
-    from ferkit.game.store import ResultStore
-    from ferkit.runtime.display import gui_available
-    from ferkit.runtime.recognize import Recognizer
-    from ferkit.runtime.video import read_frames
 
-    ok, why = gui_available()
-    if not ok:
-        raise FerkitError(f"ferkit mirror needs a window: {why} (then open /mirror.html)")
-    recognizer = Recognizer(model)
-    game = MirrorGame(GameConfig(rounds=rounds, difficulty=difficulty))
-    state = game.start()
-    for _, _, rgb in read_frames(camera):
-        faces = recognizer.recognize(rgb)
-        state = game.update(faces[0].probs if faces else None)
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        for face in faces[:1]:
-            x, y, w, h = face.box
-            cv2.rectangle(bgr, (x, y), (x + w, y + h), (235, 99, 37), 2)
-        lines = [
-            f"show: {state.target or '-'}   time {state.time_left:.1f}s",
-            f"score {state.score}   streak {state.streak}",
-            f"target {state.target_prob:.0%}   hold {state.hold_progress:.0%}   {state.message}",
-        ]
-        for i, text in enumerate(lines):
-            cv2.putText(
-                bgr, text, (10, 28 + 28 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA
-            )
-        cv2.imshow("ferkit mirror", bgr)
-        if cv2.waitKey(1) & 0xFF == ord("q") or game.over:
-            break
-    cv2.destroyAllWindows()
-    summary = game.summary()
-    if summary["rounds"]:
-        ResultStore().save(player, summary)
-    typer.echo(f"{summary['hits']} hits, {summary['misses']} misses, score {summary['score']}")
+    if difficulty not in ("easy", "normal", "hard"):
+        raise typer.BadParameter(f"{difficulty!r}: use easy, normal or hard", param_hint="--difficulty")
+    try:
+        import uvicorn
+
+        from ferkit.app.server import AppConfig, create_app
+    except ImportError as exc:
+        raise FerkitError(f'ferkit mirror serves the web app: pip install "ferkit[app]" ({exc})') from exc
+    from ferkit.runtime.display import open_app_window
+
+    if port == 0:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    app = create_app(AppConfig(model=model, bind="127.0.0.1"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        raise FerkitError(f"the mirror's server did not start on 127.0.0.1:{port} (port in use?)")
+    query = urlencode({"camera": "on", "player": player, "difficulty": difficulty, "rounds": rounds})
+    url = f"http://127.0.0.1:{port}/mirror.html?{query}"
+    typer.echo(f"mirror: {url}  (Ctrl-C ends it)")
+    process = open_app_window(url, kiosk=kiosk) if open_window else None
+    try:
+        while thread.is_alive() and (process is None or process.poll() is None):
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if process is not None and process.poll() is None:
+            process.terminate()
+        server.should_exit = True
+        thread.join(10)
 
 
 def register(root: typer.Typer) -> None:

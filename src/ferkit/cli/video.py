@@ -17,7 +17,7 @@ from rich.console import Console
 def video(
     source: str = typer.Argument(..., help="Video file, camera index (0) or stream URL."),
     model: str = typer.Option("default", help="Shipped model name or .onnx file."),
-    detector: str = typer.Option("auto", help="Face detector: auto, blazeface, hog, haar."),
+    detector: str = typer.Option("auto", help="Face detector: auto (= blazeface), blazeface, hog, haar."),
     detect_every: int = typer.Option(2, help="Run the detector every N frames; track in between."),
     classify_every: int = typer.Option(1, help="Classify faces every K frames."),
     smoothing: float = typer.Option(0.3, help="Time constant (s) of the probability smoothing; 0 = off."),
@@ -30,14 +30,16 @@ def video(
     summary: Optional[Path] = typer.Option(
         None, help="Folder for per-face emotion shares and timeline plots."
     ),
-    show: bool = typer.Option(False, help="Show a live window (needs a display); q quits."),
+    show: bool = typer.Option(
+        False, help="Show a live window (OpenCV's, else a browser app window); q or closing it stops."
+    ),
     max_frames: int = typer.Option(0, help="Stop after this many frames (0 = all)."),
 ) -> None:
     """Recognise expressions frame by frame; Ctrl-C, SIGTERM or SIGHUP stop cleanly and keep everything
     written so far (the video stays playable)."""
     import cv2
 
-    from ferkit.runtime.display import gui_available
+    from ferkit.runtime.display import open_frame_window
     from ferkit.runtime.draw import annotate
     from ferkit.runtime.recognize import Recognizer
     from ferkit.runtime.track import FaceTracker
@@ -45,10 +47,6 @@ def video(
     from ferkit.utils import stop_signals
 
     err = Console(stderr=True, soft_wrap=True)
-    if show:
-        show, why = gui_available()
-        if not show:
-            err.print(f"[yellow]--show: {why}; continuing without a window[/]")
     recognizer = Recognizer(model, detector=detector)
     labels = list(recognizer.labels)
     report = SourceReport()
@@ -61,6 +59,9 @@ def video(
     shares: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     timelines: dict[int, list[tuple[float, list[float]]]] = defaultdict(list)
     n_frames, start, fps_shown = 0, time.perf_counter(), 0.0
+    window = open_frame_window(f"ferkit: {source}") if show else None
+    if window is not None and getattr(window, "url", None):
+        err.print(f"showing the video in a browser window: {window.url}")
     with stop_signals():  # SIGTERM / SIGHUP finish the outputs like Ctrl-C
         try:
             if csv_out:
@@ -106,18 +107,16 @@ def video(
                         if writer is None:
                             writer = _open_writer(out, bgr.shape[1], bgr.shape[0])
                         writer.write(bgr)
-                    if show:
-                        cv2.imshow("ferkit", bgr)
-                        if cv2.waitKey(1) & 0xFF == ord("q"):
-                            break
+                    if window is not None and not window.show(bgr):
+                        break  # q pressed or the window closed
         except KeyboardInterrupt:
             err.print("[yellow]interrupted: finishing the output files[/]")
         finally:
             if writer is not None:
                 writer.release()  # finalises the container: what was recorded stays playable
             files.close()
-            if show:
-                cv2.destroyAllWindows()
+            if window is not None:
+                window.close()
     elapsed = time.perf_counter() - start
     err.print(
         f"{n_frames} frame(s) in {elapsed:.1f} s ({n_frames / max(elapsed, 1e-9):.1f} FPS), "

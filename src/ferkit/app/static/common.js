@@ -3,11 +3,13 @@ const COLORS = { angry: "#dc322f", disgust: "#859900", fear: "#6c71c4", happy: "
   surprise: "#d33682", neutral: "#93a1a1", contempt: "#cb4b16" };
 const colorOf = (label) => COLORS[label] || "#2aa198";
 
-function drawFaces(ctx, faces, scale = 1) {
+// mirrorWidth: the boxes belong to an image drawn mirrored (a selfie view) that is this wide.
+function drawFaces(ctx, faces, scale = 1, mirrorWidth = 0) {
   ctx.lineWidth = Math.max(2, 3 * scale);
   ctx.font = `${Math.max(14, 18 * scale)}px system-ui, sans-serif`;
   for (const f of faces) {
-    const [x, y, w, h] = f.box;
+    const [bx, y, w, h] = f.box;
+    const x = mirrorWidth ? mirrorWidth - bx - w : bx;
     const color = colorOf(f.label);
     const text = `${f.label} ${Math.round(100 * f.probs[f.label])}%`;
     ctx.strokeStyle = color;

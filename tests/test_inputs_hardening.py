@@ -245,7 +245,7 @@ def test_resume_drops_a_half_written_last_file(tmp_path):
         FaceRowWriter(["x"], csv_path=out, resume=True)
 
 
-def test_ordinary_runs_are_quiet_and_verbose_shows_more(tmp_path):
+def test_ordinary_runs_are_quiet(tmp_path):
     import cv2
 
     img = cv2.imread(GRACE)
@@ -255,12 +255,9 @@ def test_ordinary_runs_are_quiet_and_verbose_shows_more(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("FERKIT_VERBOSE", "OPENCV_LOG_LEVEL")}
     done = subprocess.run([*FERKIT, "predict", str(tmp_path)], capture_output=True, text=True, env=env)
     assert done.returncode == 0 and "cut.png: not a readable image (truncated PNG" in done.stderr
-    noise = ("INFO: Created TensorFlow Lite", "libpng error", "[ WARN")
+    noise = ("INFO", "libpng error", "[ WARN", "WARNING")
     assert not any(n in done.stderr for n in noise), done.stderr
-    loud = subprocess.run(
-        [*FERKIT, "predict", str(tmp_path)], capture_output=True, text=True, env=env | {"FERKIT_VERBOSE": "1"}
-    )
-    assert "INFO: Created TensorFlow Lite" in loud.stderr  # LiteRT's own words, when asked for
+    # (ferkit -v letting other libraries speak is tested with Ray, the chattiest: test_scale.py)
 
 
 def test_train_without_its_extra_says_which_to_install():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import cv2
@@ -185,3 +186,29 @@ def test_ray_cli_reports_failures_and_strict(tmp_path, ray_cluster):
     assert again.exit_code == 0 and "0 partition(s) written, 1 already done" in again.output
     (tmp_path / "out" / "part-00000.parquet").unlink()
     assert CliRunner().invoke(app, [*args, "--strict"]).exit_code == 1
+
+
+@pytest.mark.slow
+def test_ray_runs_are_quiet_unless_verbose(tmp_path):
+    """A successful Ray run prints ferkit's summary only; ferkit -v shows Ray's own log lines."""
+    pytest.importorskip("ray", reason='the Ray engine is optional: pip install "ferkit[scale]"')
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(GRACE, folder / "a.jpg")
+    env = {k: v for k, v in os.environ.items() if k != "FERKIT_VERBOSE"}
+    runs = {}
+    for flags in ([], ["-v"]):
+        cmd = [sys.executable, "-m", "ferkit", *flags, "predict", str(folder), "--engine", "ray"]
+        runs[bool(flags)] = subprocess.run(
+            [*cmd, "--out", str(tmp_path / f"out{len(flags)}")], capture_output=True, text=True, env=env
+        )
+    quiet, loud = runs[False], runs[True]
+    assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
+    assert "1 file(s), 1 face(s), 0 failed" in quiet.stderr
+    lines = [line for line in quiet.stderr.splitlines() if line.strip()]
+    assert not [line for line in lines if "INFO" in line or "WARNING" in line or " E " in line], lines
+    assert "INFO" in loud.stderr  # Ray's own words, when asked for

@@ -33,6 +33,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+_QUIETED: list[str] = []  # environment settings main() made to quiet other libraries
+
+
+@app.callback()
+def _global_options(
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="Show other libraries' log lines (OpenCV, Ray, LiteRT); or FERKIT_VERBOSE=1.",
+    ),
+) -> None:
+    import os
+
+    if verbose:
+        os.environ["FERKIT_VERBOSE"] = "1"
+        for name in _QUIETED:  # read by OpenCV when it loads, after this
+            os.environ.pop(name, None)
+
 
 # Each command module imports only typer/rich at the top (heavy libraries inside the
 # commands), so registering them all here keeps `ferkit --help` fast.
@@ -52,8 +71,9 @@ def main() -> None:
     # Third-party chatter (OpenCV's "[ WARN ] PNG input buffer is incomplete" beside ferkit's
     # own clear message) stays out of ordinary runs; FERKIT_VERBOSE=1 shows it. Read by
     # OpenCV when it loads, which the commands do after this.
-    if not os.environ.get("FERKIT_VERBOSE"):
-        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    if not os.environ.get("FERKIT_VERBOSE") and "OPENCV_LOG_LEVEL" not in os.environ:
+        os.environ["OPENCV_LOG_LEVEL"] = "ERROR"
+        _QUIETED.append("OPENCV_LOG_LEVEL")
     err = Console(stderr=True, soft_wrap=True)  # one line per error, greppable
     try:
         app()

@@ -28,9 +28,11 @@ failed input never fails the job). Videos give rows per face per sampled frame (
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -403,9 +405,19 @@ def predict_ray(
 
     started = False
     if not ray.is_initialized():
-        kwargs = {"address": address, "include_dashboard": False, "log_to_driver": True}
+        verbose = bool(os.environ.get("FERKIT_VERBOSE"))
+        # Ray's INFO/WARNING lines (a local instance started, execution plans, ...) stay out of
+        # successful runs unless FERKIT_VERBOSE=1 (ferkit -v); failures still raise here.
+        kwargs = {
+            "address": address,
+            "include_dashboard": False,
+            "log_to_driver": verbose,
+            "logging_level": logging.INFO if verbose else logging.ERROR,
+        }
         kwargs.update(ray_init or {})
         ray.init(**kwargs)
+        if not verbose:
+            logging.getLogger("ray.data").setLevel(logging.ERROR)
         started = True
     try:
         ctx = ray.data.DataContext.get_current()
@@ -414,13 +426,19 @@ def predict_ray(
         n_workers = max(1, min(n_workers, len(todo)))
         items = [{"part": i, "paths": parts[i]} for i in todo]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
-        results = ds.map_batches(
-            PartitionWorker,
-            fn_constructor_kwargs={"options": options, "out": out},
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=n_workers),
-            num_cpus=1,
-        )
+        with warnings.catch_warnings():  # max_restarts has no named parameter in Ray 2.60 yet
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            results = ds.map_batches(
+                PartitionWorker,
+                fn_constructor_kwargs={"options": options, "out": out},
+                batch_size=1,
+                compute=ray.data.ActorPoolStrategy(size=n_workers),
+                num_cpus=1,
+                # No actor restarts: Ray warns (an ERROR line) that restarting an actor whose
+                # constructor arguments sit in the object store may fail anyway; a failed job is
+                # re-run instead, and it skips the partitions already written.
+                max_restarts=0,
+            )
         sizes = {i: len(parts[i]) for i in todo}
         rows = results.iter_rows()
         for row in progress_iter(

@@ -31,8 +31,8 @@ import numpy as np
 
 from ferkit.data import load_dataset
 from ferkit.evaluate.metrics import classification_report
-from ferkit.evaluate.predictors import load_predictor
 from ferkit.labels import FER2013
+from ferkit.runtime.classifier import load_model
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,7 +47,7 @@ def main() -> None:
     test = load_dataset(args.data).pick(args.split)
     rows = []
     for spec in args.models:
-        predictor = load_predictor(spec)
+        predictor = load_model(spec)
         predictor.predict_proba(test.images[:64])  # warm-up
         start = time.perf_counter()
         probs = predictor.predict_proba(test.images)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.runtime.classifier import load_classifier
+from ferkit.runtime.classifier import load_model
 from ferkit.runtime.detect import create_detector, list_detectors
-from ferkit.runtime.models import resolve_model, shipped_models
+from ferkit.runtime.models import shipped_models
 from ferkit.runtime.recognize import Recognizer
 
 HERE = Path(__file__).resolve().parent
@@ -110,7 +110,7 @@ def main() -> None:
     print("| model | faces/s batch 1 | faces/s batch 64 |")
     print("| --- | ---: | ---: |")
     for name in shipped_models():
-        clf = load_classifier(resolve_model(name))
+        clf = load_model(name)
         one = (
             timeit(
                 lambda clf=clf: [clf.predict_proba(faces[i : i + 1]) for i in range(64)],

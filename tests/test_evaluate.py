@@ -3,14 +3,13 @@ import json
 import numpy as np
 import pytest
 
-from ferkit.errors import FerkitError
-from ferkit.evaluate.align import LabelMismatchError, align_probs
+from ferkit.errors import FerkitError, LabelMismatchError, ModelError
+from ferkit.evaluate.align import align_probs
 from ferkit.evaluate.ensemble import combine, fit_weights
 from ferkit.evaluate.metrics import bootstrap_accuracy_ci, expected_calibration_error
-from ferkit.evaluate.predictors import load_predictor
 from ferkit.evaluate.run import evaluate_models, write_report
 from ferkit.labels import FER2013, FER2013_NO_DISGUST, FERPLUS, RAFDB
-from ferkit.runtime.classifier import ModelError
+from ferkit.runtime.classifier import load_model
 from ferkit.runtime.tta import predict_tta, tta_views
 
 
@@ -31,9 +30,9 @@ def trained(tmp_path_factory):
 def test_export_carries_card_and_matches_torch(trained):
     _, _, onnx_path, report = trained
     assert report.max_abs_diff < 1e-4
-    clf = load_predictor(onnx_path)
+    clf = load_model(onnx_path)
     assert clf.labels == FER2013.names and clf.input_size == 48
-    card = clf.card.extra
+    card = clf.card.to_dict()
     for key in ("architecture", "normalization", "recipe", "epochs", "hardware", "parameters", "macs"):
         assert key in card, key
     assert card["architecture"] == "mini_xception" and int(card["parameters"]) > 10_000
@@ -67,7 +66,7 @@ def test_fitted_weights_prefer_the_better_member():
 
 def test_flip_tta_on_symmetric_input_is_a_noop(trained):
     _, _, onnx_path, _ = trained
-    clf = load_predictor(onnx_path)
+    clf = load_model(onnx_path)
     half = np.random.default_rng(0).integers(0, 256, (6, 48, 24), dtype=np.uint8)
     faces = np.concatenate([half, half[:, :, ::-1]], axis=2)  # mirror-symmetric
     assert np.allclose(predict_tta(clf, faces, "flip"), clf.predict_proba(faces), atol=1e-6)
@@ -100,17 +99,17 @@ def test_label_variants_and_mismatch():
 
 def test_bad_model_paths(tmp_path):
     with pytest.raises(ModelError, match="not a model"):
-        load_predictor("no_such_model_name")
+        load_model("no_such_model_name")
     with pytest.raises(ModelError, match="model file not found"):
-        load_predictor(tmp_path / "x.onnx")
+        load_model(tmp_path / "x.onnx")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx")
     with pytest.raises(ModelError, match="not a loadable ONNX model"):
-        load_predictor(bad)
+        load_model(bad)
     empty_run = tmp_path / "run"
     empty_run.mkdir()
     with pytest.raises(FerkitError, match="no best.pt or last.pt"):
-        load_predictor(empty_run)
+        load_model(empty_run)
 
 
 def test_report_files_and_cli(trained, tmp_path):
@@ -189,8 +188,8 @@ def test_int8_quantisation_keeps_card_and_accuracy(trained, tmp_path):
     data, _, onnx_path, _ = trained
     train, val = data.pick("train"), data.pick("val")
     q = quantize_int8(onnx_path, tmp_path / "m.int8.onnx", train.images[:128], val.images, val.labels)
-    clf = load_predictor(q.path)
-    assert clf.labels == load_predictor(onnx_path).labels
+    clf = load_model(q.path)
+    assert clf.labels == load_model(onnx_path).labels
     assert clf.card.extra["quantization"].startswith("int8")
     assert abs(q.int8_accuracy - q.fp32_accuracy) <= 0.1
 

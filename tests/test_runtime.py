@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 from matplotlib import cbook
 
-from ferkit.errors import FerkitError
+from ferkit.errors import FerkitError, ModelError
 from ferkit.imageio import read_image
-from ferkit.runtime.classifier import ModelError
 from ferkit.runtime.detect import Detection, create_detector, list_detectors
 from ferkit.runtime.models import resolve_model
 from ferkit.runtime.recognize import Recognizer, crop_face
@@ -59,7 +58,7 @@ def test_crop_alignment_levels_the_eyes():
 
 
 def test_unknown_model_name():
-    with pytest.raises(ModelError, match="no such model file or shipped model"):
+    with pytest.raises(ModelError, match="not a model: no such file, and not a shipped model"):
         resolve_model("surely-not-a-model")
 
 

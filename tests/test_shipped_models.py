@@ -4,8 +4,10 @@ import json
 
 import pytest
 
+from ferkit.card import is_ensemble_card
+from ferkit.errors import ModelError
 from ferkit.evaluate.run import evaluate_models
-from ferkit.runtime.classifier import EnsembleClassifier, ModelError, OnnxClassifier, is_ensemble_card
+from ferkit.runtime.classifier import EnsembleClassifier, OnnxClassifier
 from ferkit.runtime.models import WEIGHTS_DIR, default_model_name, resolve_model, shipped_models
 
 SHIPPED = shipped_models()
@@ -34,11 +36,11 @@ def test_something_ships_and_default_resolves():
 def test_card_is_complete_in_onnx_and_json(name):
     json_card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
     if is_ensemble_card(WEIGHTS_DIR / f"{name}.json"):  # a card only; its members are shipped files
-        onnx_card = EnsembleClassifier(WEIGHTS_DIR / f"{name}.json").card.extra
+        onnx_card = EnsembleClassifier(WEIGHTS_DIR / f"{name}.json").card.to_dict()
         assert set(json_card["members"]) <= set(SHIPPED)
         assert abs(sum(json_card["member_weights"]) - 1) < 1e-4
     else:
-        onnx_card = OnnxClassifier(WEIGHTS_DIR / f"{name}.onnx").card.extra
+        onnx_card = OnnxClassifier(WEIGHTS_DIR / f"{name}.onnx").card.to_dict()
     for key in REQUIRED:
         assert key in onnx_card and key in json_card, key
     assert json_card["labels"] == onnx_card["labels"]

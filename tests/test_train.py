@@ -4,11 +4,12 @@ import torch
 from typer.testing import CliRunner
 
 from ferkit.data import FaceDataset
+from ferkit.errors import CheckpointError, ConfigError
 from ferkit.labels import FER2013
 from ferkit.models import create_model
 from ferkit.train import fit, load_config
-from ferkit.train.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from ferkit.train.config import ConfigError, config_from_dict, config_to_dict
+from ferkit.train.checkpoint import load_checkpoint, model_from_checkpoint
+from ferkit.train.config import config_from_dict, config_to_dict
 from ferkit.train.finetune import load_init_weights
 
 
@@ -346,14 +347,14 @@ def test_student_learns_the_teachers_soft_targets(tmp_path):
     with kd_weight=1 follows the teacher, not the true labels it is given."""
     import dataclasses
 
-    from ferkit.evaluate.predictors import load_predictor
+    from ferkit.runtime.classifier import load_model
     from ferkit.train.distill import kd_loss
 
     data = learnable(n_per_class=30)
     shifted = dataclasses.replace(data, labels=(data.labels + 1) % 7)
     teacher = fit(quick_cfg(tmp_path / "t", epochs=4), dataset=shifted).run_dir
     test = data.split("PrivateTest")
-    teacher_pred = load_predictor(teacher).predict_proba(test.images).argmax(1)
+    teacher_pred = load_model(teacher).predict_proba(test.images).argmax(1)
     assert (teacher_pred == (test.labels + 1) % 7).mean() > 0.9  # the teacher learnt the shift
 
     def student(weight: float) -> np.ndarray:
@@ -361,7 +362,7 @@ def test_student_learns_the_teachers_soft_targets(tmp_path):
             tmp_path / f"s{weight}", epochs=4, teacher=str(teacher), kd_weight=weight, kd_temperature=2.0
         )
         run = fit(cfg, dataset=data).run_dir  # best.pt is chosen on the true labels: read last.pt
-        return load_predictor(run / "last.pt").predict_proba(test.images).argmax(1)
+        return load_model(run / "last.pt").predict_proba(test.images).argmax(1)
 
     distilled, plain = student(1.0), student(0.0)
     assert (distilled == teacher_pred).mean() > 0.7  # follows the teacher ...
@@ -381,7 +382,7 @@ def cfg_teacher_saved(run_dir) -> str:
 
 
 def test_teacher_with_another_label_set_is_a_clear_error(tmp_path):
-    from ferkit.train.distill import LabelMismatchError
+    from ferkit.errors import LabelMismatchError
 
     with pytest.raises(
         LabelMismatchError, match=r"teacher ferplus predicts \[.*contempt.*\]; the training data"

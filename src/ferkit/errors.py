@@ -35,6 +35,22 @@ class UnknownNameError(FerkitError, KeyError):
         return str(self.args[0])
 
 
+class ModelError(FerkitError, ValueError):
+    """A model file, name or card that cannot be used (missing, not ferkit's, malformed)."""
+
+
+class ConfigError(FerkitError, ValueError):
+    """A training or GAN configuration value that is unknown or out of range."""
+
+
+class CheckpointError(FerkitError, ValueError):
+    """A checkpoint that cannot be loaded or resumed (missing, corrupt, another run's)."""
+
+
+class LabelMismatchError(FerkitError, ValueError):
+    """Two label sets that cannot be matched (a model's classes vs the data's, a teacher's)."""
+
+
 class DataError(FerkitError, ValueError):
     """Bad input data: names the source, the place in it (line, row, member) and the problem."""
 

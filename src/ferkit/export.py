@@ -7,12 +7,11 @@ Usage::
 
 The graph takes float32 pixels in [0, 1], shape (batch, C, S, S) with a dynamic batch
 axis, and returns class probabilities: normalisation and softmax are inside, so callers
-need only numpy. ``metadata_props`` carry what ``ferkit.runtime`` needs (see ModelCard).
+need only numpy. ``metadata_props`` carry the model card (``ferkit.card.ModelCard``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import warnings
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ferkit.card import LICENSE, ModelCard
 from ferkit.train.checkpoint import load_checkpoint, model_from_checkpoint
 from ferkit.utils import atomic_path
 
@@ -48,75 +48,46 @@ class ExportReport:
     path: Path
     max_abs_diff: float
     size_bytes: int
-    metadata: dict[str, str]
+    card: ModelCard
 
 
-def card_metadata(
+def card_from_checkpoint(
     ckpt: dict[str, Any], metrics: dict[str, Any] | None = None, model: nn.Module | None = None
-) -> dict[str, str]:
-    """The model card as string key/values (ONNX ``metadata_props``)."""
+) -> ModelCard:
+    """The model card of a training checkpoint (what its ONNX export carries)."""
     pre = ckpt["preprocessing"]
+    config = ckpt.get("config", {})
     history = ckpt.get("history", [])
-    meta = {
-        "ferkit_format": "1",
-        "architecture": ckpt["model_name"],
-        "model_args": json.dumps(ckpt.get("model_args", {})),
-        "labels": json.dumps(ckpt["label_names"]),
+    extra: dict[str, Any] = {
         "label_set": ckpt.get("label_set", ""),
-        "input_size": str(pre["input_size"]),
-        "color": pre["color"],
         "input_range": "float32 pixels in [0, 1], shape (batch, channels, size, size)",
-        "normalization": json.dumps({"mean": pre["mean"], "std": pre["std"], "applied_in_graph": True}),
         "output": "probabilities (softmax in graph)",
-        "recipe": json.dumps(ckpt.get("config", {})),
-        "epochs": str(ckpt.get("epoch", "")),  # epochs these weights were trained for
-        "schedule_epochs": str(ckpt.get("config", {}).get("epochs", "")),  # the run's planned length
-        "best_epoch": str(ckpt.get("best_epoch", "")),
-        "train_seconds": f"{sum(r.get('seconds', 0.0) for r in history):.0f}",
+        "epochs": ckpt.get("epoch", ""),  # epochs these weights were trained for
+        "schedule_epochs": config.get("epochs", ""),  # the run's planned length
+        "best_epoch": ckpt.get("best_epoch", ""),
+        "train_seconds": round(sum(r.get("seconds", 0.0) for r in history)),
         "hardware": ckpt.get("hardware", ""),
     }
     if model is not None:
         from ferkit.models import count_macs
 
         chans = 1 if pre["color"] == "gray" else 3
-        meta["parameters"] = str(sum(p.numel() for p in model.parameters()))
-        meta["macs"] = str(count_macs(model, int(pre["input_size"]), chans))
-    if ckpt.get("config", {}).get("init"):
-        meta["initial_weights"] = str(ckpt["config"]["init"])
-    if metrics:
-        meta["metrics"] = json.dumps(metrics)
-    return meta
-
-
-def card_json(meta: dict[str, str]) -> dict[str, Any]:
-    """metadata_props (all strings) as a JSON document, nested values decoded."""
-    out: dict[str, Any] = {}
-    for key, value in meta.items():
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
-def metrics_from_eval(eval_json: dict[str, Any]) -> dict[str, Any]:
-    """Card metrics from one ``ferkit eval`` result (its first entry), keyed by split and TTA."""
-    entry = eval_json["entries"][0]
-    report = entry["report"]
-    key = f"{eval_json['split']}" + ("" if eval_json["tta"] == "none" else f"_tta_{eval_json['tta']}")
-    if eval_json.get("variant", "fer2013") != "fer2013":
-        key += f"_{eval_json['variant']}"
-    return {
-        key: {
-            "accuracy": report["accuracy"],
-            "accuracy_ci95": entry["accuracy_ci95"],
-            "macro_f1": report["macro_f1"],
-            "balanced_accuracy": report["balanced_accuracy"],
-            "ece": entry["ece"],
-            "per_class_f1": {name: m["f1"] for name, m in report["per_class"].items()},
-            "n": report["n"],
-        }
-    }
+        extra["parameters"] = sum(p.numel() for p in model.parameters())
+        extra["macs"] = count_macs(model, int(pre["input_size"]), chans)
+    if config.get("init"):
+        extra["initial_weights"] = str(config["init"])
+    return ModelCard(
+        labels=tuple(ckpt["label_names"]),
+        input_size=int(pre["input_size"]),
+        color=pre["color"],
+        architecture=ckpt["model_name"],
+        model_args=dict(ckpt.get("model_args", {})),
+        normalization={"mean": pre["mean"], "std": pre["std"], "applied_in_graph": True},
+        recipe=dict(config),
+        metrics=dict(metrics or {}),
+        license=LICENSE,
+        extra=extra,
+    )
 
 
 def export_onnx(
@@ -153,14 +124,12 @@ def export_onnx(
     proto = program.model_proto
     proto.doc_string = f"ferkit {ckpt['model_name']} facial expression classifier"
     del proto.metadata_props[:]
-    card = card_metadata(ckpt, metrics, model)
-    for key, value in card.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    card = card_from_checkpoint(ckpt, metrics, model)
+    for key, value in card.to_metadata().items():
+        proto.metadata_props.add(key=key, value=value)
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
-    with atomic_path(out.with_suffix(".json")) as tmp:  # the same card, readable beside the file
-        tmp.write_text(json.dumps(card_json(card), indent=2))
+    card.write_json(out.with_suffix(".json"))  # the same card, readable beside the file
     # Verify: same inputs through torch and ONNX Runtime.
     if check_batch is None:
         check_batch = np.random.default_rng(0).random((16, chans, size, size), dtype=np.float32)
@@ -168,9 +137,7 @@ def export_onnx(
         expected = wrapped(torch.from_numpy(check_batch)).numpy()
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got = session.run(None, {"pixels": check_batch})[0]
-    return ExportReport(
-        out, float(np.abs(got - expected).max()), out.stat().st_size, card_metadata(ckpt, metrics)
-    )
+    return ExportReport(out, float(np.abs(got - expected).max()), out.stat().st_size, card)
 
 
 @dataclass

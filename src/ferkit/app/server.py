@@ -15,7 +15,6 @@ a Python package (fastapi-offline), so they work offline.
 
 from __future__ import annotations
 
-import json
 import queue
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,19 +76,20 @@ class RecognizerPool:
 
 
 def shipped_model_infos() -> tuple[list[dict], str | None]:
-    """Each shipped model as the API lists it, from the JSON card beside it (no ONNX session)."""
-    from ferkit.runtime.models import WEIGHTS_DIR, default_model_name, shipped_models
+    """Each shipped model as the API lists it, from its card (the JSON beside it: no ONNX session)."""
+    from ferkit.card import ModelCard
+    from ferkit.runtime.models import default_model_name, resolve_model, shipped_models
 
     out = []
     for name in shipped_models():
-        card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+        card = ModelCard.read(resolve_model(name))
         out.append(
             {
                 "name": name,
-                "labels": list(card["labels"]),
-                "architecture": card.get("architecture", ""),
-                "input_size": int(card.get("input_size", 48)),
-                "metrics": card.get("metrics", {}),
+                "labels": list(card.labels),
+                "architecture": card.architecture,
+                "input_size": card.input_size,
+                "metrics": card.metrics,
             }
         )
     return out, default_model_name() if out else None

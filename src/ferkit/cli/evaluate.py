@@ -72,7 +72,8 @@ def export_cmd(
     """Export to ONNX (dynamic batch, labels/preprocessing/recipe/metrics in metadata); verify vs torch."""
     import json
 
-    from ferkit.export import export_onnx, metrics_from_eval
+    from ferkit.card import metrics_from_eval
+    from ferkit.export import export_onnx
 
     card_metrics: dict = {}
     for path in metrics:
@@ -126,14 +127,14 @@ def ensemble_cmd(
     tta: str = typer.Option("flip", help="TTA the weights are fitted with: none, flip, tencrop."),
 ) -> None:
     """Combine models into one: weights fitted on PublicTest, the card carries PrivateTest figures."""
-    from ferkit.evaluate.ensemble import build_ensemble_card
+    from ferkit.evaluate.ensemble_card import build_ensemble_card
 
     if out.suffix != ".json":
         raise typer.BadParameter("an ensemble card is a .json file", param_hint="--out")
     card = build_ensemble_card(list(members), data, out, tta=tta)
-    weights = ", ".join(f"{m} {w:.3f}" for m, w in zip(card["members"], card["member_weights"], strict=True))
+    weights = ", ".join(f"{m} {w:.3f}" for m, w in zip(card.members, card.member_weights, strict=True))
     console.print(f"wrote {out}: weights {weights}")
-    for key, m in card["metrics"].items():
+    for key, m in card.metrics.items():
         console.print(f"  {key}: accuracy {m['accuracy']:.2%}, macro-F1 {m['macro_f1']:.4f}")
 
 

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ferkit.errors import FerkitError
+from ferkit.errors import LabelMismatchError
 from ferkit.labels import LabelSet, canonical_emotion
 
 _MERGE = {"merge-disgust": {"disgust": "angry"}}
 _DROP = {"no-disgust": {"disgust"}}
-
-
-class LabelMismatchError(FerkitError, ValueError):
-    pass
 
 
 def align_probs(

@@ -1,24 +1,21 @@
-"""Anything that turns uint8 faces into class probabilities, loaded from a path or a name.
+"""Checkpoints as predictors: a run folder or ``.pt`` file run by torch, for evaluation.
 
 Usage::
 
-    predictor = load_predictor("runs/vgg_fer-.../")     # run folder, .pt, .onnx, or shipped name
+    predictor = TorchPredictor("runs/vgg_fer-.../")     # usually via ferkit.runtime.models.load_model
     probs = predictor.predict_proba(faces)               # (N, 48, 48) uint8 -> (N, K)
 
-ONNX files are run by ONNX Runtime alone; checkpoints need torch (imported only then).
+ONNX files never come here: ``load_model`` runs them on ONNX Runtime alone.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from ferkit.errors import FerkitError
-from ferkit.runtime.classifier import EnsembleClassifier, ModelError, OnnxClassifier, is_ensemble_card
-from ferkit.runtime.models import WEIGHTS_DIR, shipped_models
+from ferkit.errors import ModelError
 
 
 class Predictor(Protocol):
@@ -56,17 +53,9 @@ class TorchPredictor:
         self.color = pre["color"]
         self.name = str(path)
         self.checkpoint = ckpt
-        from ferkit.export import card_json, card_metadata
-        from ferkit.runtime.classifier import ModelCard
+        from ferkit.export import card_from_checkpoint
 
-        # The card an export of this checkpoint would carry (report tables read it).
-        self.card = ModelCard(
-            self._labels,
-            self._size,
-            self.color,
-            ckpt["model_name"],
-            card_json(card_metadata(ckpt, None, self.model)),
-        )
+        self.card = card_from_checkpoint(ckpt, None, self.model)  # what an export would carry
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -93,33 +82,3 @@ class TorchPredictor:
                 batch = (x[i : i + batch_size].to(self.device).float() / 255.0 - self.mean) / self.std
                 out.append(self.model(batch).float().softmax(1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self._labels)), np.float32)
-
-
-def load_predictor(spec: str | os.PathLike) -> Predictor:
-    """A run folder, a ``.pt`` checkpoint, an ``.onnx`` file, or a shipped model name."""
-    path = Path(spec).expanduser()
-    if path.suffix == ".onnx":
-        predictor: Predictor = OnnxClassifier(path)
-    elif path.suffix == ".json":
-        predictor = EnsembleClassifier(path)
-    elif path.is_dir() or path.suffix in (".pt", ".pth"):
-        if not path.exists():
-            raise ModelError(f"{path}: model not found")
-        try:
-            predictor = TorchPredictor(path)
-        except ModuleNotFoundError as exc:
-            raise FerkitError(
-                f"{path}: evaluating a checkpoint needs torch (pip install 'ferkit[train]')"
-            ) from exc
-    elif (WEIGHTS_DIR / f"{spec}.onnx").exists():
-        predictor = OnnxClassifier(WEIGHTS_DIR / f"{spec}.onnx")
-    elif is_ensemble_card(WEIGHTS_DIR / f"{spec}.json"):
-        predictor = EnsembleClassifier(WEIGHTS_DIR / f"{spec}.json")
-    else:
-        shipped = ", ".join(shipped_models()) or "none yet"
-        raise ModelError(
-            f"{spec}: not a model: expected a run folder, a .pt checkpoint, an .onnx file, "
-            f"or a shipped model name ({shipped})"
-        )
-    predictor.name = str(spec)
-    return predictor

@@ -33,7 +33,7 @@ from ferkit.evaluate.metrics import (
     classification_report,
     expected_calibration_error,
 )
-from ferkit.evaluate.predictors import load_predictor
+from ferkit.runtime.classifier import load_model
 from ferkit.runtime.tta import check_tta, predict_tta
 from ferkit.utils import atomic_path
 
@@ -95,7 +95,7 @@ def evaluate_models(
     ds = _variant_data(ds, variant)
     test = ds.pick(split)
     label_set = ds.label_set
-    predictors = [load_predictor(m) for m in models]
+    predictors = [load_model(m) for m in models]
     entries, test_probs, val_probs = [], [], []
     val = None
     if fit_ensemble_weights and len(models) > 1:
@@ -108,7 +108,7 @@ def evaluate_models(
         ms = (time.perf_counter() - start) * 1000 / max(len(test), 1)
         probs = align_probs(raw, predictor.labels, label_set, variant, source=predictor.name)
         test_probs.append(probs)
-        card = getattr(getattr(predictor, "card", None), "extra", {}) or {}
+        card = predictor.card.to_dict() if getattr(predictor, "card", None) else {}
         entries.append(
             _entry(predictor.name, test.labels, probs, list(label_set.names), ms_per_face=ms, card=card)
         )

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ferkit.errors import FerkitError
+from ferkit.errors import ConfigError, FerkitError
 from ferkit.gan.models import PatchDiscriminator, ResnetGenerator, init_weights
 from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
-from ferkit.train.config import AugmentConfig, ConfigError, _apply
+from ferkit.train.config import AugmentConfig, _apply
 from ferkit.utils import atomic_path, cache_dir
 
 GAN_KIND = "cyclegan"

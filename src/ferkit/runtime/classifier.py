@@ -1,7 +1,8 @@
-"""Expression classifier on ONNX Runtime: numpy in, probabilities out. Never imports torch.
+"""Expression classifiers on ONNX Runtime: numpy in, probabilities out; and the one model loader.
 
 Usage::
 
+    model = load_model("fast")         # or "my.onnx", "ensemble.json", "runs/vgg_fer-.../", "best.pt"
     clf = OnnxClassifier("model.onnx")
     clf.labels                         # ('angry', 'disgust', ...)
     probs = clf.predict_proba(faces)   # faces: (N, 48, 48) uint8 grey -> (N, K) float32
@@ -13,55 +14,15 @@ file gives the same numbers wherever it runs.
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
-from ferkit.errors import FerkitError
-
-
-class ModelError(FerkitError, ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """What a weight file says about itself (ONNX ``metadata_props`` / the JSON beside it)."""
-
-    labels: tuple[str, ...]
-    input_size: int = 48
-    color: str = "gray"
-    architecture: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_metadata(cls, meta: dict[str, str], source: str) -> ModelCard:
-        if "labels" not in meta:
-            raise ModelError(f"{source}: no 'labels' in the model's metadata: not a ferkit model file")
-        try:
-            labels = tuple(json.loads(meta["labels"]))
-            extra = {k: _maybe_json(v) for k, v in meta.items()}
-            return cls(
-                labels,
-                int(meta.get("input_size", 48)),
-                meta.get("color", "gray"),
-                meta.get("architecture", ""),
-                extra,
-            )
-        except (ValueError, TypeError) as exc:
-            raise ModelError(f"{source}: malformed metadata ({exc})") from exc
-
-
-def _maybe_json(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
+from ferkit.card import ModelCard
+from ferkit.errors import ModelError
+from ferkit.runtime.models import resolve_model
 
 
 def default_threads() -> int:
@@ -154,46 +115,29 @@ class EnsembleClassifier(_Carded):
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
         self.path = Path(path)
         try:
-            card = json.loads(self.path.read_text())
-            members, weights = card["members"], card["member_weights"]
-            labels = tuple(card["labels"])
-        except FileNotFoundError as exc:
-            raise ModelError(f"{self.path}: ensemble card not found") from exc
-        except (ValueError, KeyError, TypeError) as exc:
+            card = ModelCard.read_json(self.path)
+        except ModelError as exc:
+            raise ModelError(f"not an ensemble card: {exc}") from exc
+        if card.kind != "ensemble" or len(card.members) != len(card.member_weights) or not card.members:
             raise ModelError(
-                f"{self.path}: not an ensemble card (needs members, member_weights, labels: {exc})"
-            ) from exc
-        if card.get("kind") != "ensemble" or len(members) != len(weights) or not members:
-            raise ModelError(f"{self.path}: an ensemble card needs kind 'ensemble' and one weight per member")
-        from ferkit.runtime.models import resolve_model
-
+                f"{self.path}: not an ensemble card (needs kind 'ensemble', members, one weight each)"
+            )
         self.members = []
-        for member in members:
+        for member in card.members:
             beside = self.path.parent / f"{member}"
             spec = beside if str(member).endswith(".onnx") and beside.exists() else member
             clf = OnnxClassifier(resolve_model(spec), threads=threads)
-            if clf.labels != labels:
+            if clf.labels != card.labels:
                 raise ModelError(
-                    f"{self.path}: member {member} predicts {clf.labels}, the card says {labels}"
+                    f"{self.path}: member {member} predicts {clf.labels}, the card says {card.labels}"
                 )
             self.members.append(clf)
-        self.weights = np.asarray(weights, np.float64) / float(np.sum(weights))
-        size = max(m.input_size for m in self.members)
-        self.card = ModelCard(labels, size, "gray", card.get("architecture", "ensemble"), card)
+        self.weights = np.asarray(card.member_weights, np.float64) / float(np.sum(card.member_weights))
+        self.card = card
 
     def predict_proba(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
         stack = np.stack([m.predict_proba(faces, batch_size) for m in self.members])
         return np.tensordot(self.weights, stack, axes=1).astype(np.float32)
-
-
-def is_ensemble_card(path: str | os.PathLike) -> bool:
-    path = Path(path)
-    if path.suffix != ".json" or not path.is_file():
-        return False
-    try:
-        return json.loads(path.read_text()).get("kind") == "ensemble"
-    except (ValueError, AttributeError, OSError):
-        return False
 
 
 def load_classifier(path: str | os.PathLike, *, threads: int | None = None):
@@ -201,3 +145,24 @@ def load_classifier(path: str | os.PathLike, *, threads: int | None = None):
     if Path(path).suffix == ".json":
         return EnsembleClassifier(path, threads=threads)
     return OnnxClassifier(path, threads=threads)
+
+
+def load_model(spec: str | os.PathLike, *, threads: int | None = None):
+    """The one loader: shipped names, ``.onnx`` files and ensemble ``.json`` cards run on ONNX
+    Runtime (no torch); run folders and ``.pt`` checkpoints run on torch (``ferkit[train]``).
+
+    Everything returned has ``name``, ``labels``, ``input_size``, ``card`` and ``predict_proba``.
+    """
+    path = Path(str(spec)).expanduser()
+    if path.is_dir() or path.suffix in (".pt", ".pth"):
+        if not path.exists():
+            raise ModelError(f"{path}: model not found")
+        try:
+            from ferkit.evaluate.predictors import TorchPredictor
+        except ModuleNotFoundError as exc:
+            raise ModelError(f'{path}: a checkpoint needs torch: pip install "ferkit[train]"') from exc
+        model = TorchPredictor(path)
+    else:
+        model = load_classifier(resolve_model(spec), threads=threads)
+    model.name = str(spec)
+    return model

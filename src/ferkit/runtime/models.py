@@ -1,9 +1,12 @@
-"""Where the runtime finds models: shipped names (``fast``, ``accurate``, ``default``...) or paths.
+"""Where models are found: shipped names (``fast``, ``accurate``, ``default``...) or paths.
 
 Usage::
 
-    path = resolve_model("default")      # the shipped default model's .onnx
+    path = resolve_model("default")      # the shipped default model's .onnx (or ensemble .json)
     path = resolve_model("my.onnx")
+    shipped_models()                     # ['accurate', 'ensemble', 'fast', 'ferplus', 'tiny']
+
+Loading is ``ferkit.runtime.classifier.load_model``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import json
 import os
 from pathlib import Path
 
-from ferkit.runtime.classifier import ModelError, is_ensemble_card
+from ferkit.card import is_ensemble_card
+from ferkit.errors import ModelError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -50,9 +54,12 @@ def resolve_model(spec: str | os.PathLike) -> Path:
     path = Path(text).expanduser()
     if path.exists():
         return path
+    if path.suffix in (".onnx", ".json"):
+        raise ModelError(f"{path}: model file not found")
     shipped = shipped_models()
     close = difflib.get_close_matches(text, shipped, n=2, cutoff=0.5)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise ModelError(
-        f"{spec}: no such model file or shipped model{hint} (shipped: {', '.join(shipped) or 'none yet'})"
+        f"{spec}: not a model: no such file, and not a shipped model{hint} (shipped: "
+        f"{', '.join(shipped) or 'none yet'}; or give an .onnx, ensemble .json, run folder or .pt)"
     )

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from ferkit.imageio import to_rgb
-from ferkit.runtime.classifier import EnsembleClassifier, OnnxClassifier, load_classifier
+from ferkit.runtime.classifier import EnsembleClassifier, OnnxClassifier, load_model
 from ferkit.runtime.detect import Detection, FaceDetector, create_detector, to_gray
 from ferkit.runtime.tta import check_tta, predict_tta
 
@@ -93,12 +93,8 @@ class Recognizer:
         **detector_args,
     ):
         check_tta(tta)
-        if isinstance(model, (OnnxClassifier, EnsembleClassifier)):
-            self.classifier = model
-        else:
-            from ferkit.runtime.models import resolve_model
-
-            self.classifier = load_classifier(resolve_model(model), threads=threads)
+        # A name or path is loaded here; anything else is a loaded model (load_model's result).
+        self.classifier = model if hasattr(model, "predict_proba") else load_model(model, threads=threads)
         if isinstance(detector, str):
             if detector in ("haar", "auto", "blazeface", "hog"):
                 detector_args.setdefault("min_size", min_face)

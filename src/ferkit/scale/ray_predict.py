@@ -179,17 +179,19 @@ class PartitionWorker:
     """A Ray actor: one Recognizer for its life, one Parquet file per partition it is given."""
 
     def __init__(self, options: RecognizeOptions, out: str):
-        from ferkit.runtime.classifier import OnnxClassifier, load_classifier
-        from ferkit.runtime.models import resolve_model
+        from ferkit.runtime.classifier import OnnxClassifier, load_model
         from ferkit.runtime.recognize import Recognizer
 
         if options.model_name:
-            clf = load_classifier(resolve_model(options.model_name), threads=options.threads)
-        else:
+            clf = load_model(options.model_name, threads=options.threads)
+        else:  # the user's model travelled as bytes: a private temp file while ONNX Runtime reads it
             fd, name = tempfile.mkstemp(suffix=".onnx", prefix="ferkit-model-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(options.model_bytes or b"")
-            clf = OnnxClassifier(name, threads=options.threads)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(options.model_bytes or b"")
+                clf = OnnxClassifier(name, threads=options.threads)
+            finally:
+                os.unlink(name)  # the session holds the model; no copy is left behind
         self.recognizer = Recognizer(
             clf, detector=options.detector, min_face=options.min_face, align=options.align, tta=options.tta
         )
@@ -353,8 +355,8 @@ def predict_ray(
     """
     import pyarrow.fs as pafs
 
+    from ferkit.card import ModelCard
     from ferkit.progress import progress_iter
-    from ferkit.runtime.classifier import load_classifier
     from ferkit.runtime.models import WEIGHTS_DIR, resolve_model
 
     if partition_size < 1:
@@ -366,7 +368,7 @@ def predict_ray(
         raise FerkitError('the Ray engine needs Ray: pip install "ferkit[scale]"') from exc
 
     model_path = resolve_model(model)
-    labels = load_classifier(model_path, threads=1).labels  # fails here, not on every worker
+    labels = ModelCard.read(model_path).labels  # a bad model fails here, not on every worker
     shipped = model_path.parent == WEIGHTS_DIR
     if not shipped and model_path.suffix != ".onnx":
         raise FerkitError(f"{model}: the Ray engine takes a shipped model or an .onnx file")

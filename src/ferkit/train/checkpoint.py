@@ -21,16 +21,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ferkit.errors import FerkitError
+from ferkit.errors import CheckpointError
 from ferkit.models import create_model
 from ferkit.utils import atomic_path
 
 CHECKPOINT_FORMAT = "ferkit-checkpoint"
 CHECKPOINT_VERSION = 1
-
-
-class CheckpointError(FerkitError, ValueError):
-    pass
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:

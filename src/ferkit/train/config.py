@@ -20,11 +20,7 @@ from typing import Any
 
 import yaml
 
-from ferkit.errors import FerkitError
-
-
-class ConfigError(FerkitError, ValueError):
-    pass
+from ferkit.errors import ConfigError
 
 
 @dataclass

@@ -25,12 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ferkit.data import FaceDataset
-from ferkit.errors import FerkitError
+from ferkit.errors import LabelMismatchError
 from ferkit.utils import atomic_path, cache_dir
-
-
-class LabelMismatchError(FerkitError, ValueError):
-    pass
 
 
 def _teacher_key(spec: str, images: np.ndarray, tta: str) -> str:
@@ -58,10 +54,10 @@ def teacher_targets(spec: str, train: FaceDataset, *, tta: str = "flip", cache: 
     A teacher whose labels are the same set in another order is reordered; a teacher with
     another label set is an error that names both.
     """
-    from ferkit.evaluate.predictors import load_predictor
+    from ferkit.runtime.classifier import load_model
     from ferkit.runtime.tta import predict_tta
 
-    predictor = load_predictor(spec)
+    predictor = load_model(spec)
     names = list(train.label_set.names)
     teacher_names = list(predictor.labels)
     if sorted(teacher_names) != sorted(names):

@@ -1,0 +1,97 @@
+"""An ensemble as a model: a JSON card naming ONNX members and weights fitted on validation.
+
+Usage::
+
+    card = build_ensemble_card(["accurate", "fast"], "fer2013.tar.gz", "ensemble.json")
+    Recognizer("ensemble.json")        # loads, evaluates and recognises like any single model
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import replace
+from pathlib import Path
+
+from ferkit.card import LICENSE, ModelCard, metrics_from_eval
+from ferkit.data import FaceDataset, load_dataset
+from ferkit.errors import FerkitError
+from ferkit.evaluate.ensemble import fit_weights
+from ferkit.evaluate.run import evaluate_models
+from ferkit.runtime.classifier import OnnxClassifier
+from ferkit.runtime.models import resolve_model
+from ferkit.runtime.tta import predict_tta
+
+
+def build_ensemble_card(
+    members: list[str],
+    data,
+    out,
+    *,
+    tta: str = "flip",
+    fit_split: str = "PublicTest",
+    test_split: str = "PrivateTest",
+) -> ModelCard:
+    """Write an ensemble card (``.json``) for ONNX members: weights fitted on ``fit_split``.
+
+    The weights minimise the log-loss of the members' ``tta`` probabilities on ``fit_split``
+    (never the test split). The new ensemble is then evaluated on ``test_split`` with and
+    without ``tta`` by the same code as ``ferkit eval``, and those figures go into the card.
+    """
+
+    if len(members) < 2:
+        raise FerkitError("an ensemble needs at least two members")
+    if fit_split == test_split:
+        raise FerkitError(f"ensemble weights are fitted on {fit_split}; evaluate on another split")
+    out = Path(out)
+    clfs, paths = [], [resolve_model(m) for m in members]
+    for m, path in zip(members, paths, strict=True):
+        if path.suffix != ".onnx":
+            raise FerkitError(f"{m}: ensemble members are ONNX models (shipped names or .onnx files)")
+        clfs.append(OnnxClassifier(path))
+    labels = clfs[0].labels
+    for m, clf in zip(members, clfs, strict=True):
+        if clf.labels != labels:
+            raise FerkitError(f"{m}: predicts {list(clf.labels)}, the first member {list(labels)}")
+    ds = data if isinstance(data, FaceDataset) else load_dataset(data)
+    fit = ds.pick(fit_split)
+    weights = fit_weights([predict_tta(c, fit.images, tta) for c in clfs], fit.labels)
+    # Members named by path are stored relative to the card when they sit beside it.
+    names = [
+        os.path.relpath(p, out.parent) if Path(m).suffix == ".onnx" else m
+        for m, p in zip(members, paths, strict=True)
+    ]
+    cards = [c.card for c in clfs]
+    card = ModelCard(
+        labels=tuple(labels),
+        input_size=max(c.input_size for c in clfs),
+        color="gray",
+        architecture="ensemble(" + ", ".join(c.architecture or "?" for c in cards) + ")",
+        normalization={"note": "each member's own (applied in its graph)"},
+        recipe={
+            "members": names,
+            "weights": f"log-loss-optimal simplex weights on {fit_split} with {tta} TTA",
+            "member_recipes": [c.recipe for c in cards],
+        },
+        license=cards[0].license or LICENSE,
+        kind="ensemble",
+        members=tuple(names),
+        member_weights=tuple(round(float(w), 6) for w in weights),
+        extra={
+            "tta": tta,
+            "epochs": {n: c.get("epochs") for n, c in zip(names, cards, strict=True)},
+            "train_seconds": sum(int(float(c.get("train_seconds") or 0)) for c in cards),
+            "hardware": "; ".join(dict.fromkeys(str(c.get("hardware", "")) for c in cards))
+            or platform.processor(),
+            "parameters": sum(int(c.get("parameters") or 0) for c in cards),
+            "macs": sum(int(c.get("macs") or 0) for c in cards),
+        },
+    )
+    card.write_json(out)
+    metrics: dict = {}
+    for t in dict.fromkeys(["none", tta]):
+        result = evaluate_models([str(out)], ds, split=test_split, tta=t)
+        metrics.update(metrics_from_eval(result.to_dict()))
+    card = replace(card, metrics=metrics)
+    card.write_json(out)
+    return card

@@ -118,6 +118,9 @@ def test_train_checkpoint_samples_and_exact_resume(tmp_path, two_class_dataset, 
             assert torch.equal(a[name][key], b[name][key]), f"{name}.{key} differs after resume"
     with pytest.raises(FerkitError, match="already holds a run"):
         train_cyclegan(gan_config(**common, epochs=1, out=str(run)), dataset=two_class_dataset)
+    # An explicit new length is honoured on resume (even when it equals GanConfig's default).
+    longer = train_cyclegan(gan_config(**common), resume=tmp_path / "b", epochs=3, dataset=two_class_dataset)
+    assert longer.epochs == 3 and len(longer.history) == 3
 
 
 def test_generate_count_label_and_training_faces_only(tmp_path, two_class_dataset):

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -61,3 +62,41 @@ def test_analyze_and_recognizer_take_what_users_have(tmp_path):
     ):
         with pytest.raises(ferkit.DataError, match=message):
             rec(bad)
+
+
+def test_evaluation_and_ensembles_work_without_torch(tmp_path):
+    """ferkit eval / ferkit ensemble on ONNX models in an interpreter where torch cannot load."""
+    import csv
+
+    from conftest import make_dataset
+
+    ds = make_dataset(n_per_class=3)
+    data = tmp_path / "fer2013.csv"
+    with data.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["emotion", "pixels", "Usage"])
+        for img, label, split in zip(ds.images, ds.labels, ds.splits, strict=True):
+            writer.writerow([int(label), " ".join(map(str, img.reshape(-1))), split])
+    blocker = (
+        "import sys\n"
+        "class NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'onnx', 'onnxscript'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "sys.argv = ['ferkit'] + sys.argv[1:]\n"
+        "from ferkit.cli import main\n"
+        "main()\n"
+    )
+    out = tmp_path / "e.json"
+
+    def ferkit(*args):
+        done = subprocess.run([sys.executable, "-c", blocker, *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+    ferkit("eval", "tiny", "fast", "--data", str(data), "--out", str(tmp_path / "eval"))
+    assert (tmp_path / "eval" / "eval.json").exists()
+    printed = ferkit("ensemble", "tiny", "fast", "--data", str(data), "--out", str(out), "--tta", "none")
+    assert "weights tiny" in printed and json.loads(out.read_text())["kind"] == "ensemble"
+    ferkit("eval", str(out), "--data", str(data), "--out", str(tmp_path / "eval2"))

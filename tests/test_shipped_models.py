@@ -83,3 +83,18 @@ def test_ensemble_is_the_weighted_mean_of_its_members(tmp_path):
     (tmp_path / "junk.json").write_text("{}")
     with pytest.raises(ModelError, match="not an ensemble card"):
         EnsembleClassifier(tmp_path / "junk.json")
+
+
+def test_models_list_shows_shipped_models_and_architectures():
+    from typer.testing import CliRunner
+
+    from ferkit.cli import app
+
+    result = CliRunner().invoke(app, ["models", "list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in SHIPPED:
+        assert f"│ {name}" in result.output
+    assert f"{default_model_name()} (default)" in result.output
+    fast_flip = json.loads((WEIGHTS_DIR / "fast.json").read_text())["metrics"]["PrivateTest_tta_flip"]
+    assert f"{fast_flip['accuracy']:.2%}" in result.output  # read from the card
+    assert "mini_xception" in result.output.split("Architectures")[1] and "vgg_fer" in result.output

@@ -42,17 +42,6 @@ _ALIASES: dict[str, str] = {
     "contempt": "contempt",
 }
 
-CANONICAL_EMOTIONS: tuple[str, ...] = (
-    "angry",
-    "disgust",
-    "fear",
-    "happy",
-    "sad",
-    "surprise",
-    "neutral",
-    "contempt",
-)
-
 
 def canonical_emotion(name: str) -> str | None:
     """Return the canonical key for an emotion spelling, or None if it is not an emotion."""
@@ -127,10 +116,6 @@ def get_label_set(name: str) -> LabelSet:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownNameError("label set", name, _REGISTRY) from None
-
-
-def list_label_sets() -> list[str]:
-    return list(_REGISTRY)
 
 
 def mapping(src: LabelSet, dst: LabelSet) -> np.ndarray:

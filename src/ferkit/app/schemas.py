@@ -121,12 +121,4 @@ class LeaderboardResult(BaseModel):
 
 def faces_out(faces) -> list[dict[str, Any]]:
     """Recognised faces as the API sends them (rounded)."""
-    return [
-        {
-            "box": [int(v) for v in f.box],
-            "score": round(float(f.score), 4),
-            "label": f.label,
-            "probs": {k: round(float(v), 5) for k, v in f.probs.items()},
-        }
-        for f in faces
-    ]
+    return [{k: v for k, v in f.to_dict(digits=5).items() if k != "landmarks"} for f in faces]

@@ -43,7 +43,7 @@ def train(
         device=device,
         out=out,
     )
-    result = train_cyclegan(cfg, resume=resume)
+    result = train_cyclegan(cfg, resume=resume, epochs=epochs if resume is not None else None)
     print(f"run folder: {result.run_dir} ({result.epochs} epochs, {result.wall_seconds:.0f} s)")
 
 

@@ -1,4 +1,4 @@
-"""``ferkit models list``: registered architectures with parameters and MACs."""
+"""``ferkit models list``: the models that ship (from their cards) and the architectures to train."""
 
 from __future__ import annotations
 
@@ -6,21 +6,55 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Model architectures.", no_args_is_help=True)
+app = typer.Typer(help="Shipped models and trainable architectures.", no_args_is_help=True)
+
+
+def _accuracy(metrics: dict, key: str) -> str:
+    value = metrics.get(key, {}).get("accuracy")
+    return f"{value:.2%}" if value is not None else ""
 
 
 @app.command("list")
-def list_cmd(input_size: int = typer.Option(48, help="Input side for the MAC count.")) -> None:
-    """Registered models with parameter count, fp32 size and MACs per face."""
-    from ferkit.models import list_models, model_stats
+def list_cmd(input_size: int = typer.Option(48, help="Input side for the architectures' MAC count.")) -> None:
+    """Shipped models (use them by name) with their accuracy, then the registered architectures."""
+    from ferkit.card import ModelCard
+    from ferkit.runtime.models import default_model_name, resolve_model, shipped_models
 
-    table = Table(title=f"Registered models (MACs at {input_size}x{input_size}, 7 classes, grey input)")
-    for col in ("model", "parameters", "size (MB, fp32)", "MMACs"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    console = Console()
+    shipped = Table(title="Shipped models (ferkit predict --model NAME; accuracy from each card)")
+    for col in ("name", "architecture", "classes", "input", "PrivateTest", "with flip TTA", "file MB"):
+        shipped.add_column(col, justify="left" if col in ("name", "architecture") else "right")
+    default = default_model_name() if shipped_models() else None
+    for name in shipped_models():
+        path = resolve_model(name)
+        card = ModelCard.read(path)
+        label_set = card.get("label_set") or "fer2013"
+        suffix = "" if label_set == "fer2013" else f" ({label_set} labels)"
+        size = path.stat().st_size + sum(
+            resolve_model(m).stat().st_size for m in card.members if not str(m).endswith(".json")
+        )
+        shipped.add_row(
+            name + (" (default)" if name == default else ""),
+            card.architecture + (" int8" if card.get("quantization") else ""),
+            str(len(card.labels)),
+            f"{card.input_size} {card.color}",
+            _accuracy(card.metrics, "PrivateTest") + suffix,
+            _accuracy(card.metrics, "PrivateTest_tta_flip"),
+            f"{size / 1e6:.1f}",
+        )
+    console.print(shipped)
+    try:
+        from ferkit.models import list_models, model_stats
+    except ModuleNotFoundError as exc:  # torch: the [train] extra
+        console.print(f'Architectures: pip install ".[train]" torch==2.13.0 to list and train them ({exc})')
+        return
+    table = Table(title=f"Architectures (ferkit train --model NAME; MACs at {input_size}x{input_size}, grey)")
+    for col in ("architecture", "parameters", "size (MB, fp32)", "MMACs"):
+        table.add_column(col, justify="left" if col == "architecture" else "right")
     for name in list_models():
         s = model_stats(name, input_size=input_size)
         table.add_row(name, f"{s.params:,}", f"{s.size_mb:.2f}", f"{s.macs / 1e6:,.1f}")
-    Console().print(table)
+    console.print(table)
 
 
 def register(root: typer.Typer) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import time
 from collections import defaultdict
@@ -44,6 +43,7 @@ def video(
     from ferkit.runtime.recognize import Recognizer
     from ferkit.runtime.track import FaceTracker
     from ferkit.runtime.video import SourceReport, process_frames, read_frames
+    from ferkit.runtime.writers import FaceRowWriter
     from ferkit.utils import stop_signals
 
     err = Console(stderr=True, soft_wrap=True)
@@ -54,7 +54,7 @@ def video(
     if max_frames:
         frames = (f for i, f in enumerate(frames) if i < max_frames)
     tracker = FaceTracker(max_age=max_age, smoothing=smoothing)
-    writer = csv_file = jsonl_file = None
+    writer = None
     files = contextlib.ExitStack()
     shares: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     timelines: dict[int, list[tuple[float, list[float]]]] = defaultdict(list)
@@ -64,12 +64,11 @@ def video(
         err.print(f"showing the video in a browser window: {window.url}")
     with stop_signals():  # SIGTERM / SIGHUP finish the outputs like Ctrl-C
         try:
-            if csv_out:
-                csv_file = files.enter_context(open(csv_out, "w", newline=""))  # noqa: SIM115 (ExitStack closes it)
-                csv_writer = csv.writer(csv_file)
-                csv_writer.writerow(["frame", "time", "id", "x", "y", "w", "h", "detected", "label", *labels])
-            if jsonl_out:
-                jsonl_file = files.enter_context(open(jsonl_out, "w"))  # noqa: SIM115 (ExitStack closes it)
+            rows = files.enter_context(
+                FaceRowWriter(
+                    labels, csv_path=csv_out, jsonl_path=jsonl_out, keys=("frame", "time"), tracked=True
+                )
+            )
             results = process_frames(
                 frames,
                 recognizer,
@@ -83,21 +82,7 @@ def video(
                 for face in result.faces:
                     shares[face.id][face.label] += 1
                     timelines[face.id].append((result.time, [face.probs[n] for n in labels]))
-                    if csv_file:
-                        csv_writer.writerow(
-                            [
-                                result.index,
-                                f"{result.time:.3f}",
-                                face.id,
-                                *face.box,
-                                int(face.detected),
-                                face.label,
-                                *(f"{face.probs[n]:.5f}" for n in labels),
-                            ]
-                        )
-                    if jsonl_file:
-                        record = {"frame": result.index, "time": round(result.time, 3), **face.to_dict()}
-                        jsonl_file.write(json.dumps(record) + "\n")
+                rows.write((result.index, round(result.time, 3)), result.faces)
                 if out or show:
                     elapsed = time.perf_counter() - start
                     fps_shown = n_frames / elapsed if elapsed > 0 else 0.0
@@ -137,10 +122,7 @@ def video(
 def _draw(result, annotate, fps: float):
     import cv2
 
-    from ferkit.runtime.recognize import Face
-
-    faces = [Face(f.box, 1.0, f.probs, f.label) for f in result.faces]
-    drawn = annotate(result.image, faces)
+    drawn = annotate(result.image, result.faces)
     for f in result.faces:
         cv2.putText(
             drawn,

@@ -32,7 +32,6 @@ from ferkit.labels import FER2013, FERPLUS, RAFDB, LabelSet, canonical_emotion, 
 from ferkit.progress import progress_iter
 from ferkit.utils import atomic_path
 
-FER_PREFIXES = ("Training", "PublicTest", "PrivateTest")
 _PREFIX_RE = re.compile(r"^(Training|PublicTest|PrivateTest)_")
 _NUMBER_RE = re.compile(r"(\d+)$")
 _SPLIT_ALIASES = {alias.lower() for names in SPLIT_ROLES.values() for alias in names}

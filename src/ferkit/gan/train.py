@@ -269,9 +269,13 @@ def train_cyclegan(
     cfg: GanConfig,
     *,
     resume: str | os.PathLike | None = None,
+    epochs: int | None = None,
     dataset=None,
 ) -> GanResult:
-    """Train (or continue) a CycleGAN; everything lands in the run folder."""
+    """Train (or continue) a CycleGAN; everything lands in the run folder.
+
+    On ``resume`` the run's own config is used; ``epochs`` (when given) sets its new length.
+    """
     from ferkit.train.loop import autocast, resolve_device, resolve_precision
 
     ckpt = None
@@ -282,7 +286,7 @@ def train_cyclegan(
             raise FerkitError(f"{run_dir}: not a CycleGAN run (no CycleGAN checkpoint in it)")
         saved = GanConfig()
         _apply(saved, ckpt["config"])
-        saved.epochs = max(saved.epochs, cfg.epochs) if cfg.epochs != GanConfig.epochs else saved.epochs
+        saved.epochs = saved.epochs if epochs is None else epochs
         saved.progress = cfg.progress
         cfg = saved
     else:

@@ -44,7 +44,6 @@ def create_model(name: str, num_classes: int = 7, in_chans: int = 1, **kwargs: A
     except KeyError:
         raise UnknownNameError("model architecture", name, list_models()) from None
     model = factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
-    model.ferkit_name = name  # type: ignore[attr-defined]
     model.ferkit_args = {"num_classes": num_classes, "in_chans": in_chans, **kwargs}  # type: ignore[attr-defined]
     return model
 

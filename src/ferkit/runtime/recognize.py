@@ -14,6 +14,7 @@ Needs numpy, OpenCV and ONNX Runtime only; importing it never imports torch.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -27,22 +28,42 @@ from ferkit.runtime.tta import check_tta, predict_tta
 
 @dataclass(frozen=True)
 class Face:
-    """One recognised face: where it is, how sure the detector is, and the expression."""
+    """One recognised face: where it is, how sure the detector is, and the expression.
+
+    In video, faces are tracked: ``id`` names the track, ``detected`` is False on frames where
+    the tracker predicted the box, and ``probs`` are smoothed over time.
+    """
 
     box: tuple[int, int, int, int]  # x, y, width, height
     score: float
     probs: dict[str, float]
     label: str
     landmarks: np.ndarray | None = field(default=None, repr=False)
+    id: int | None = None
+    detected: bool = True
 
     @property
     def confidence(self) -> float:
         return self.probs[self.label]
 
-    def to_dict(self) -> dict:
-        out = {"box": list(self.box), "score": self.score, "label": self.label, "probs": self.probs}
+    def to_dict(self, digits: int | None = None) -> dict:
+        """The face as a JSON record (the API, JSON Lines); ``digits`` rounds the numbers."""
+        r = (lambda v: round(float(v), digits)) if digits is not None else float
+        out: dict = {"box": [int(v) for v in self.box], "score": r(self.score), "label": self.label}
+        out["probs"] = {k: r(v) for k, v in self.probs.items()}
+        if self.id is not None:
+            out.update(id=self.id, detected=self.detected)
         if self.landmarks is not None:
             out["landmarks"] = self.landmarks.round(1).tolist()
+        return out
+
+    def row(self, labels: Sequence[str]) -> dict:
+        """The face as one flat table row (CSV, Parquet): box, score, label, one column per class."""
+        x, y, w, h = (int(v) for v in self.box)
+        out: dict = {"x": x, "y": y, "w": w, "h": h, "score": float(self.score), "label": self.label}
+        if self.id is not None:
+            out.update(id=self.id, detected=int(self.detected))
+        out.update({name: float(self.probs[name]) for name in labels})
         return out
 
 

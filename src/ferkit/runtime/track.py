@@ -40,7 +40,6 @@ class Track:
     last_seen: float  # time of the last detection
     velocity: tuple[float, float] = (0.0, 0.0)  # box centre, pixels per second
     probs: np.ndarray | None = None  # smoothed class probabilities
-    raw_probs: np.ndarray | None = None  # the last unsmoothed ones
     last_probs_time: float | None = None
     detected_box: Box | None = None  # the box of the last detection (predictions start here)
 
@@ -111,7 +110,6 @@ class FaceTracker:
 
     def set_probs(self, track: Track, probs: np.ndarray, t: float) -> None:
         probs = np.asarray(probs, np.float64)
-        track.raw_probs = probs
         if track.probs is None or track.last_probs_time is None or self.smoothing <= 0:
             track.probs = probs.copy()
         else:

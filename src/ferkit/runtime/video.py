@@ -21,34 +21,15 @@ import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.runtime.detect import Detection
-from ferkit.runtime.recognize import Recognizer
+from ferkit.runtime.recognize import Face, Recognizer
 from ferkit.runtime.track import FaceTracker
-
-
-@dataclass(frozen=True)
-class TrackedFace:
-    id: int
-    box: tuple[int, int, int, int]
-    probs: dict[str, float]  # smoothed
-    label: str  # top smoothed label
-    raw_probs: dict[str, float] | None = None  # this frame's own (None when not classified)
-    detected: bool = True  # False: box predicted by the tracker on a frame without detection
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "box": list(self.box),
-            "label": self.label,
-            "probs": self.probs,
-            "detected": self.detected,
-        }
 
 
 @dataclass
 class FrameResult:
     index: int
     time: float  # seconds from the start (from the container's timestamps when it has them)
-    faces: list[TrackedFace]
+    faces: list[Face]  # tracked: each has an id
     image: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -125,6 +106,7 @@ def process_frames(
     """Detect every ``detect_every`` frames, track in between, classify every ``classify_every``."""
     tracker = tracker or FaceTracker()
     labels = recognizer.labels
+    scores: dict[int, float] = {}  # track id -> its last detection's score
     for n, (index, t, image) in enumerate(frames):
         detect = n % max(1, detect_every) == 0
         classify = n % max(1, classify_every) == 0
@@ -140,21 +122,21 @@ def process_frames(
             probs = list(recognizer.classify([(image, d) for d in detections]))
         if detect:
             tracks = tracker.update(boxes, probs, t)
+            for tr, d in zip(tracks, detections, strict=False):
+                scores[tr.id] = d.score
         else:
             tracks = tracker.tracks
             for tr, p in zip(tracks, probs or [None] * len(tracks), strict=True):
                 if p is not None:
                     tracker.set_probs(tr, p, t)
         faces = []
-        for k, tr in enumerate(tracks):
+        for tr in tracks:
             if tr.probs is None:
                 continue  # not classified yet
             smoothed = {name: float(v) for name, v in zip(labels, tr.probs, strict=True)}
-            raw = (
-                None if probs is None else {name: float(v) for name, v in zip(labels, probs[k], strict=True)}
-            )
             box = tuple(int(round(v)) for v in tr.box)
-            faces.append(TrackedFace(tr.id, box, smoothed, max(smoothed, key=smoothed.get), raw, detect))  # type: ignore[arg-type]
+            label = max(smoothed, key=smoothed.get)  # type: ignore[arg-type]
+            faces.append(Face(box, scores.get(tr.id, 1.0), smoothed, label, id=tr.id, detected=detect))  # type: ignore[arg-type]
         yield FrameResult(index, t, faces, image if keep_images else None)
 
 

@@ -27,16 +27,20 @@ from ferkit.runtime.recognize import Face
 from ferkit.utils import atomic_path
 
 
-def csv_header(labels: Sequence[str]) -> list[str]:
-    return ["file", "x", "y", "w", "h", "score", "label", *labels]
+def csv_header(labels: Sequence[str], keys: Sequence[str] = ("file",), tracked: bool = False) -> list[str]:
+    """Key columns (``file``; ``frame``, ``time`` for video), then ``Face.row``'s columns."""
+    return [*keys, "x", "y", "w", "h", "score", "label", *(("id", "detected") if tracked else ()), *labels]
 
 
-def face_csv_row(file: str, face: Face, labels: Sequence[str]) -> list[Any]:
-    return [file, *face.box, f"{face.score:.4f}", face.label, *(f"{face.probs[n]:.6f}" for n in labels)]
+def face_csv_row(key: Sequence[Any], face: Face, labels: Sequence[str]) -> list[Any]:
+    row = face.row(labels)
+    row["score"] = f"{row['score']:.4f}"
+    row.update({n: f"{row[n]:.6f}" for n in labels})
+    return [*key, *row.values()]
 
 
-def face_json(file: str, face: Face) -> dict[str, Any]:
-    return {"file": file, **face.to_dict()}
+def face_json(keys: Sequence[str], key: Sequence[Any], face: Face) -> dict[str, Any]:
+    return {**dict(zip(keys, key, strict=True)), **face.to_dict(digits=6)}
 
 
 def _complete_lines(text: str) -> list[str]:
@@ -63,7 +67,7 @@ def _kept_rows(path: Path, kind: str, header: list[str]) -> tuple[list[str], lis
         body, files = [], []
         for line in lines:
             try:
-                files.append(json.loads(line)["file"])
+                files.append(str(json.loads(line)[header[0]]))
             except (ValueError, KeyError, TypeError):
                 raise DataError(str(path), f"line {len(body) + 1} is not a ferkit face record") from None
             body.append(line)
@@ -84,15 +88,20 @@ class FaceRowWriter:
         csv_path: str | os.PathLike | None = None,
         jsonl_path: str | os.PathLike | None = None,
         resume: bool = False,
+        keys: Sequence[str] = ("file",),
+        tracked: bool = False,
     ) -> None:
-        self.labels = list(labels)
+        """``keys``: the columns that say where a face was (``file``; video: ``frame``, ``time``);
+        ``tracked``: faces carry track ids (video). Resuming is by the first key (files)."""
+        self.labels, self.keys = list(labels), tuple(keys)
+        self.header = csv_header(self.labels, self.keys, tracked)
         self.done: set[str] = set()
         self._files: dict[str, IO[str]] = {}
         self._csv: Any = None
         outputs = {k: Path(p) for k, p in (("csv", csv_path), ("jsonl", jsonl_path)) if p is not None}
         existing = {k: p for k, p in outputs.items() if resume and p.exists() and p.stat().st_size > 0}
         if existing:
-            kept = {k: _kept_rows(p, k, csv_header(self.labels)) for k, p in existing.items()}
+            kept = {k: _kept_rows(p, k, self.header) for k, p in existing.items()}
             done_sets = [set(files) for _, files in kept.values()]
             # A file counts as done only when every output has it (both were written together).
             self.done = set.intersection(*done_sets) if len(outputs) == len(existing) else set()
@@ -100,7 +109,7 @@ class FaceRowWriter:
                 body, files = kept[kind]
                 lines = [line for line, f in zip(body, files, strict=True) if f in self.done]
                 with atomic_path(path) as tmp:
-                    header = [] if kind == "jsonl" else [_csv_line(csv_header(self.labels))]
+                    header = [] if kind == "jsonl" else [_csv_line(self.header)]
                     tmp.write_text("".join(header + lines), encoding="utf-8")
         try:
             for kind, path in outputs.items():
@@ -111,22 +120,24 @@ class FaceRowWriter:
                 if kind == "csv":
                     self._csv = csv.writer(f)
                     if not append:
-                        self._csv.writerow(csv_header(self.labels))
+                        self._csv.writerow(self.header)
                         f.flush()
         except OSError as exc:
             self.close()
             raise DataError(str(exc.filename or path), f"cannot write output ({exc.strerror})") from exc
 
-    def write(self, file: str, faces: Sequence[Face]) -> None:
-        """The rows of one image, flushed so a stop after this call keeps them."""
+    def write(self, key: str | Sequence[Any], faces: Sequence[Face]) -> None:
+        """The rows of one image (``key``: its file) or frame (``(frame, time)``), flushed."""
         if not faces:
             return
+        key = (key,) if isinstance(key, str) else tuple(key)
         if "csv" in self._files:
             for face in faces:
-                self._csv.writerow(face_csv_row(file, face, self.labels))
+                self._csv.writerow(face_csv_row(key, face, self.labels))
             self._files["csv"].flush()
         if "jsonl" in self._files:
-            self._files["jsonl"].write("".join(json.dumps(face_json(file, f)) + "\n" for f in faces))
+            lines = (json.dumps(face_json(self.keys, key, f)) + "\n" for f in faces)
+            self._files["jsonl"].write("".join(lines))
             self._files["jsonl"].flush()
 
     def close(self) -> None:

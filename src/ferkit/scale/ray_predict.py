@@ -46,7 +46,6 @@ from ferkit.imageio import read_bytes as read_local_bytes
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".y4m", ".wmv")
 MANIFEST = "_partitions.json"
-FACE_COLUMNS = ("face", "x", "y", "w", "h", "score", "label")
 
 
 def is_video_name(name: str) -> bool:
@@ -149,14 +148,10 @@ def face_rows(path: str, faces, labels, frame: int | None = None, t: float | Non
     """Rows for one image or frame: one per face, or one with empty face columns when none."""
     if not faces:
         return [{"path": path, "frame": frame, "timestamp": t}]
-    rows = []
-    for k, face in enumerate(faces):
-        x, y, w, h = face.box
-        row = {"path": path, "frame": frame, "timestamp": t, "face": k, "x": x, "y": y, "w": w, "h": h}
-        row.update(score=float(face.score), label=face.label)
-        row.update({name: float(face.probs[name]) for name in labels})
-        rows.append(row)
-    return rows
+    return [
+        {"path": path, "frame": frame, "timestamp": t, "face": k, **face.row(labels)}
+        for k, face in enumerate(faces)
+    ]
 
 
 @dataclass

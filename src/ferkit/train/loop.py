@@ -365,7 +365,7 @@ def fit(
     )
     if cfg.init and ckpt is None:
         report = load_init_weights(model, cfg.init, backbone_only=cfg.init_backbone_only)
-        _log(cfg, f"init from {cfg.init}: {report.summary()}", rank)
+        _log(f"init from {cfg.init}: {report.summary()}", rank)
     if cfg.freeze:
         freeze(model, cfg.freeze)
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a run that cannot start leaves no folder
@@ -373,7 +373,7 @@ def fit(
     if cfg.channels_last and device.type == "cpu" and precision != "bf16" and _has_grouped_conv(model):
         # torch 2.13's CPU backward of depthwise convolutions in channels_last crashes in
         # fp32 (any batch); in bf16 only for odd batch sizes, which train_one_epoch avoids.
-        _log(cfg, "channels_last turned off: depthwise convolutions crash its fp32 CPU backward", rank)
+        _log("channels_last turned off: depthwise convolutions crash its fp32 CPU backward", rank)
         cfg.channels_last = False
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -393,7 +393,7 @@ def fit(
         state.history = list(ckpt.get("history", []))
         state.best_val_accuracy = float(ckpt.get("best_val_accuracy", -1))
         state.best_epoch = int(ckpt.get("best_epoch", 0))
-        _log(cfg, f"resuming {run_dir} after epoch {state.epoch}/{cfg.epochs}", rank)
+        _log(f"resuming {run_dir} after epoch {state.epoch}/{cfg.epochs}", rank)
     if rank.main:
         save_config(cfg, run_dir / "config.yaml")
     train_model = torch.compile(model) if cfg.compile else model
@@ -406,7 +406,6 @@ def fit(
     # Rank 0 alone logs and writes (metrics, checkpoints, plots); the others only train.
     hooks = (default_callbacks() + list(callbacks or [])) if rank.main else []
     _log(
-        cfg,
         f"training {cfg.model} on {device} ({precision}"
         + (f", DDP rank {rank.rank} of {rank.world}" if rank.world > 1 else "")
         + f"), {len(data.train)} train / {len(data.val)} val images -> {run_dir}",
@@ -433,7 +432,6 @@ def fit(
             }
             state.history.append(row)
             _log(
-                cfg,
                 f"epoch {state.epoch}/{cfg.epochs}  loss {stats.loss:.4f}  acc {stats.accuracy:.4f}  "
                 f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  "
                 f"{stats.images_per_s:.0f} img/s  {stats.seconds:.0f}s",
@@ -449,7 +447,6 @@ def fit(
                 state.stop = bool(flag.item())
     except KeyboardInterrupt:
         _log(
-            cfg,
             f"interrupted: the last completed epoch ({state.epoch}) is saved; "
             f"continue with --resume {run_dir}",
             rank,
@@ -518,7 +515,7 @@ def _run_epoch(state: TrainState, model: nn.Module) -> EpochStats:
         )
 
 
-def _log(cfg: TrainConfig, message: str, rank: Dist = Dist()) -> None:
+def _log(message: str, rank: Dist = Dist()) -> None:
     if rank.main:
         print(message, file=sys.stderr, flush=True)
 

@@ -21,7 +21,8 @@ from ferkit.data import load_dataset
 from ferkit.models import create_model, list_models
 from ferkit.train.config import TrainConfig
 from ferkit.train.data import TrainData, _to_split
-from ferkit.train.loop import resolve_device, train_one_epoch
+from ferkit.train.device import resolve_device
+from ferkit.train.epoch import train_one_epoch
 from ferkit.train.optim import make_optimizer
 
 FER_TRAIN = 28709

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from matplotlib import cbook
 
-from ferkit.scale.ray_predict import expand_sources, plan_partitions
+from ferkit.scale.sources import expand_sources, plan_partitions
 from ferkit.synth import png_bomb
 
 GRACE = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)

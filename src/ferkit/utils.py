@@ -126,3 +126,18 @@ def quiet_native_stderr() -> Iterator[None]:
                 os.dup2(saved, 2)
     finally:
         os.close(saved)
+
+
+def write_history_csv(path: str | os.PathLike, rows: list[dict], columns: list[str] | None = None) -> None:
+    """Per-epoch metrics as CSV, rewritten whole and atomically (a stop leaves the last full file)."""
+    import csv
+    import io
+
+    columns = columns or list(rows[0])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in columns})
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())

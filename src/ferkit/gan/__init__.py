@@ -8,8 +8,8 @@ Usage::
 """
 
 from ferkit.gan.generate import GenerateResult, generate, load_generator
-from ferkit.gan.models import PatchDiscriminator, ResnetGenerator
-from ferkit.gan.train import CycleGan, GanConfig, GanResult, ImagePool, gan_config, train_cyclegan, train_step
+from ferkit.gan.models import CycleGan, ImagePool, PatchDiscriminator, ResnetGenerator
+from ferkit.gan.train import GanConfig, GanResult, gan_config, train_cyclegan, train_step
 
 __all__ = [
     "CycleGan",

@@ -14,7 +14,14 @@ output sees a 34x34 patch of a 48x48 face (the paper's 70x70 on 256x256 is ~27% 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from ferkit.gan.train import GanConfig
 
 
 def _conv_block(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
@@ -99,3 +106,63 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
         elif isinstance(m, nn.InstanceNorm2d) and m.affine:
             nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)
+
+
+class ImagePool:
+    """The history buffer of Shrivastava et al.: half the time a fake is swapped for an older one."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.images: list[Tensor] = []
+
+    def query(self, batch: Tensor, gen: torch.Generator) -> Tensor:
+        if self.size == 0:
+            return batch
+        out = []
+        for image in batch.detach():
+            image = image.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(image.cpu())
+                out.append(image)
+            elif torch.rand(1, generator=gen).item() < 0.5:
+                j = int(torch.randint(self.size, (1,), generator=gen))
+                old = self.images[j]
+                self.images[j] = image.cpu()
+                out.append(old.to(batch.device))
+            else:
+                out.append(image)
+        return torch.cat(out)
+
+    def state(self) -> Tensor:
+        return torch.cat(self.images) if self.images else torch.empty(0)
+
+    def load(self, state: Tensor) -> None:
+        self.images = [t.unsqueeze(0) for t in state] if state.numel() else []
+
+
+@dataclass
+class CycleGan:
+    g_ab: ResnetGenerator
+    g_ba: ResnetGenerator
+    d_a: PatchDiscriminator
+    d_b: PatchDiscriminator
+
+    @classmethod
+    def create(cls, cfg: GanConfig) -> CycleGan:
+        gan = cls(
+            ResnetGenerator(1, cfg.ngf, cfg.n_blocks),
+            ResnetGenerator(1, cfg.ngf, cfg.n_blocks),
+            PatchDiscriminator(1, cfg.ndf, cfg.n_layers),
+            PatchDiscriminator(1, cfg.ndf, cfg.n_layers),
+        )
+        for net in gan.nets().values():
+            init_weights(net)
+        return gan
+
+    def nets(self) -> dict[str, nn.Module]:
+        return {"g_ab": self.g_ab, "g_ba": self.g_ba, "d_a": self.d_a, "d_b": self.d_b}
+
+    def to(self, device: torch.device) -> CycleGan:
+        for net in self.nets().values():
+            net.to(device)
+        return self

@@ -17,7 +17,6 @@ history buffers and optimiser state, so a resumed run continues exactly), a row 
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import os
 import sys
@@ -29,13 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ferkit.errors import ConfigError, FerkitError
-from ferkit.gan.models import PatchDiscriminator, ResnetGenerator, init_weights
+from ferkit.gan.models import CycleGan, ImagePool
 from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
 from ferkit.train.config import AugmentConfig, _apply
-from ferkit.utils import atomic_path, cache_dir
+from ferkit.train.device import autocast, resolve_device, resolve_precision
+from ferkit.utils import atomic_path, cache_dir, write_history_csv
 
 GAN_KIND = "cyclegan"
 
@@ -110,67 +110,6 @@ def domain_images(dataset, label: str, split: str, limit: int = 0) -> np.ndarray
     if len(images) < 2:
         raise FerkitError(f"{dataset.source}: split {split!r} has {len(images)} {label!r} faces; need >= 2")
     return images
-
-
-class ImagePool:
-    """The history buffer of Shrivastava et al.: half the time a fake is swapped for an older one."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.images: list[Tensor] = []
-
-    def query(self, batch: Tensor, gen: torch.Generator) -> Tensor:
-        if self.size == 0:
-            return batch
-        out = []
-        for image in batch.detach():
-            image = image.unsqueeze(0)
-            if len(self.images) < self.size:
-                self.images.append(image.cpu())
-                out.append(image)
-            elif torch.rand(1, generator=gen).item() < 0.5:
-                j = int(torch.randint(self.size, (1,), generator=gen))
-                old = self.images[j]
-                self.images[j] = image.cpu()
-                out.append(old.to(batch.device))
-            else:
-                out.append(image)
-        return torch.cat(out)
-
-    def state(self) -> Tensor:
-        return torch.cat(self.images) if self.images else torch.empty(0)
-
-    def load(self, state: Tensor) -> None:
-        self.images = [t.unsqueeze(0) for t in state] if state.numel() else []
-
-
-# ----------------------------------------------------------------------------- state
-@dataclass
-class CycleGan:
-    g_ab: ResnetGenerator
-    g_ba: ResnetGenerator
-    d_a: PatchDiscriminator
-    d_b: PatchDiscriminator
-
-    @classmethod
-    def create(cls, cfg: GanConfig) -> CycleGan:
-        gan = cls(
-            ResnetGenerator(1, cfg.ngf, cfg.n_blocks),
-            ResnetGenerator(1, cfg.ngf, cfg.n_blocks),
-            PatchDiscriminator(1, cfg.ndf, cfg.n_layers),
-            PatchDiscriminator(1, cfg.ndf, cfg.n_layers),
-        )
-        for net in gan.nets().values():
-            init_weights(net)
-        return gan
-
-    def nets(self) -> dict[str, nn.Module]:
-        return {"g_ab": self.g_ab, "g_ba": self.g_ba, "d_a": self.d_a, "d_b": self.d_b}
-
-    def to(self, device: torch.device) -> CycleGan:
-        for net in self.nets().values():
-            net.to(device)
-        return self
 
 
 @dataclass
@@ -276,7 +215,6 @@ def train_cyclegan(
 
     On ``resume`` the run's own config is used; ``epochs`` (when given) sets its new length.
     """
-    from ferkit.train.loop import autocast, resolve_device, resolve_precision
 
     ckpt = None
     if resume is not None:
@@ -407,7 +345,7 @@ def train_cyclegan(
                     "pool_b": pools[1].state(),
                 },
             )
-            _write_metrics(run_dir / "metrics.csv", history)
+            write_history_csv(run_dir / "metrics.csv", history)
             save_sample_grid(gan, fixed, run_dir / "samples" / f"epoch_{epoch:03d}.png")
     except KeyboardInterrupt:
         print(
@@ -444,14 +382,6 @@ def _progress(stack: contextlib.ExitStack, show: bool, description: str, total: 
         )
 
     return update
-
-
-def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-        writer.writeheader()
-        for r in history:
-            writer.writerow({k: round(v, 6) if isinstance(v, float) else v for k, v in r.items()})
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ Usage::
     frame = read_results("out/")          # pandas DataFrame, one row per face
 """
 
-from ferkit.scale.ray_predict import RayReport, expand_sources, predict_ray, read_results
+from ferkit.scale.ray_predict import RayReport, predict_ray, read_results
+from ferkit.scale.sources import expand_sources
 
 __all__ = ["RayReport", "expand_sources", "predict_ray", "read_results"]

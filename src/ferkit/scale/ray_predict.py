@@ -41,86 +41,18 @@ from typing import Any
 import numpy as np
 
 from ferkit.errors import DataError, FerkitError
-from ferkit.imageio import decode_image, is_image_name, max_bytes_limit
-from ferkit.imageio import read_bytes as read_local_bytes
+from ferkit.imageio import decode_image
+from ferkit.scale.sources import (
+    expand_sources,
+    filesystem,
+    is_uri,
+    is_video_name,
+    join_uri,
+    plan_partitions,
+    read_bytes,
+)
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".y4m", ".wmv")
 MANIFEST = "_partitions.json"
-
-
-def is_video_name(name: str) -> bool:
-    return name.lower().endswith(VIDEO_EXTENSIONS)
-
-
-def is_media_name(name: str) -> bool:
-    return is_image_name(name) or is_video_name(name)
-
-
-def _is_uri(path: str) -> bool:
-    return "://" in path
-
-
-def _filesystem(path: str):
-    """(pyarrow filesystem, path inside it) for a local path or a URI."""
-    import pyarrow.fs as pafs
-
-    if _is_uri(path):
-        try:
-            return pafs.FileSystem.from_uri(path)
-        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for bad URIs
-            raise FerkitError(f"{path}: cannot open this location ({exc})") from exc
-    return pafs.LocalFileSystem(), os.path.abspath(path)
-
-
-def _join(base: str, name: str) -> str:
-    return base.rstrip("/") + "/" + name
-
-
-def expand_sources(inputs: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Inputs -> (sorted file paths or URIs, [(input, problem)] for those that matched nothing).
-
-    Local inputs behave as in ``ferkit predict`` (files, recursive folders, globs); a URI names a
-    file or a folder prefix on its filesystem. Only image and video names are taken from folders.
-    """
-    import pyarrow.fs as pafs
-
-    from ferkit.runtime.batch import expand_inputs
-
-    paths: list[str] = []
-    missing: list[tuple[str, str]] = []
-    for item in inputs:
-        if not _is_uri(item):
-            found, bad = expand_inputs([item], accept=is_media_name)
-            paths += found
-            missing += [(r.path, r.error or "not found") for r in bad]
-            continue
-        fs, inner = _filesystem(item)
-        scheme = item.split("://", 1)[0]
-        info = fs.get_file_info(inner)
-        if info.type == pafs.FileType.File:
-            paths.append(item)
-        elif info.type == pafs.FileType.Directory:
-            selector = pafs.FileSelector(inner, recursive=True)
-            names = sorted(
-                f.path
-                for f in fs.get_file_info(selector)
-                if f.type == pafs.FileType.File
-                and is_media_name(f.base_name)
-                and not f.base_name.startswith(".")
-            )
-            paths += [f"{scheme}://{n.lstrip('/')}" if scheme != "file" else f"file://{n}" for n in names]
-        else:
-            missing.append((item, "no such file or folder"))
-    return sorted(dict.fromkeys(paths)), missing
-
-
-def plan_partitions(paths: list[str], previous: list[list[str]] | None, size: int) -> list[list[str]]:
-    """Keep earlier partitions as they were; put files not seen before into new partitions."""
-    parts = [list(p) for p in previous] if previous else []
-    seen = {p for part in parts for p in part}
-    new = [p for p in paths if p not in seen]
-    parts += [new[i : i + size] for i in range(0, len(new), size)]
-    return parts
 
 
 def schema(labels: Iterable[str]):
@@ -233,7 +165,7 @@ class PartitionWorker:
 
         local, cleanup = path, None
         try:
-            if _is_uri(path):  # OpenCV reads local files: copy it down first
+            if is_uri(path):  # OpenCV reads local files: copy it down first
                 fd, local = tempfile.mkstemp(suffix=Path(path).suffix)
                 with os.fdopen(fd, "wb") as f:
                     f.write(read_bytes(path))
@@ -261,22 +193,6 @@ class PartitionWorker:
                 os.unlink(cleanup)
 
 
-def read_bytes(path: str) -> bytes:
-    """A file's bytes from the local disk or any pyarrow filesystem; errors name the file."""
-    if not _is_uri(path):
-        return read_local_bytes(path)  # special files and the size limit are checked first
-    limit = max_bytes_limit()
-    try:
-        fs, inner = _filesystem(path)
-        with fs.open_input_stream(inner) as f:
-            data = f.read(limit + 1)
-    except (OSError, FerkitError) as exc:
-        raise DataError(path, f"cannot read file ({exc})") from exc
-    if len(data) > limit:
-        raise DataError(path, f"file is over the {limit:,}-byte limit")
-    return data
-
-
 def partition_name(part: int) -> str:
     return f"part-{part:05d}.parquet"
 
@@ -288,9 +204,9 @@ def write_partition(rows: list[dict], table_schema, out: str, part: int) -> None
 
     columns = {f.name: [r.get(f.name) for r in rows] for f in table_schema}
     table = pa.table(columns, schema=table_schema)
-    fs, base = _filesystem(out)
-    final = _join(base, partition_name(part))
-    tmp = _join(base, f".{partition_name(part)}.{uuid.uuid4().hex}.tmp")
+    fs, base = filesystem(out)
+    final = join_uri(base, partition_name(part))
+    tmp = join_uri(base, f".{partition_name(part)}.{uuid.uuid4().hex}.tmp")
     pq.write_table(table, tmp, filesystem=fs)
     fs.move(tmp, final)
 
@@ -311,7 +227,7 @@ class RayReport:
 def _read_manifest(fs, base: str) -> dict | None:
     import pyarrow.fs as pafs
 
-    path = _join(base, MANIFEST)
+    path = join_uri(base, MANIFEST)
     if fs.get_file_info(path).type != pafs.FileType.File:
         return None
     with fs.open_input_stream(path) as f:
@@ -319,10 +235,10 @@ def _read_manifest(fs, base: str) -> dict | None:
 
 
 def _write_manifest(fs, base: str, manifest: dict) -> None:
-    tmp = _join(base, f".{MANIFEST}.{uuid.uuid4().hex}.tmp")
+    tmp = join_uri(base, f".{MANIFEST}.{uuid.uuid4().hex}.tmp")
     with fs.open_output_stream(tmp) as f:
         f.write(json.dumps(manifest, indent=1).encode())
-    fs.move(tmp, _join(base, MANIFEST))
+    fs.move(tmp, join_uri(base, MANIFEST))
 
 
 def predict_ray(
@@ -379,7 +295,7 @@ def predict_ray(
     )
     paths, missing = expand_sources([str(i) for i in inputs])
     out = str(out)
-    fs, base = _filesystem(out)
+    fs, base = filesystem(out)
     fs.create_dir(base, recursive=True)
     manifest = _read_manifest(fs, base)
     if manifest and manifest.get("labels") != list(labels):
@@ -392,7 +308,7 @@ def predict_ray(
     done = {
         i
         for i in range(len(parts))
-        if fs.get_file_info(_join(base, partition_name(i))).type == pafs.FileType.File
+        if fs.get_file_info(join_uri(base, partition_name(i))).type == pafs.FileType.File
     }
     wanted = set(paths)
     todo = [i for i in range(len(parts)) if i not in done and any(p in wanted for p in parts[i])]
@@ -455,7 +371,7 @@ def read_results(out: str | os.PathLike):
     """All partitions of a Ray job's output as one pandas DataFrame (sorted by path, frame, face)."""
     import pyarrow.dataset as pads
 
-    fs, base = _filesystem(str(out))
+    fs, base = filesystem(str(out))
     dataset = pads.dataset(base, filesystem=fs, format="parquet", exclude_invalid_files=True)
     frame = dataset.to_table().to_pandas()
     return frame.sort_values(["path", "frame", "face"], na_position="first").reset_index(drop=True)

@@ -7,6 +7,15 @@ Usage::
 """
 
 from ferkit.train.config import AugmentConfig, TrainConfig, load_config
-from ferkit.train.loop import TrainResult, evaluate, fit, train_one_epoch
+from ferkit.train.epoch import TrainResult, evaluate_split, train_one_epoch
+from ferkit.train.loop import fit
 
-__all__ = ["AugmentConfig", "TrainConfig", "TrainResult", "evaluate", "fit", "load_config", "train_one_epoch"]
+__all__ = [
+    "AugmentConfig",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate_split",
+    "fit",
+    "load_config",
+    "train_one_epoch",
+]

@@ -10,8 +10,6 @@ Each callback takes the :class:`~ferkit.train.loop.TrainState`; one may set
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 
@@ -20,21 +18,14 @@ import torch
 
 from ferkit.evaluate.metrics import classification_report
 from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
-from ferkit.utils import atomic_path
+from ferkit.train.epoch import TrainResult, evaluate_split
+from ferkit.utils import atomic_path, write_history_csv
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "img_per_s"]
 
 
 def write_metrics_csv(state) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in state.history:
-        writer.writerow(
-            {k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in METRIC_COLUMNS}
-        )
-    with atomic_path(state.run_dir / "metrics.csv") as tmp:
-        tmp.write_text(buf.getvalue())
+    write_history_csv(state.run_dir / "metrics.csv", state.history, METRIC_COLUMNS)
 
 
 def save_checkpoints(state) -> None:
@@ -95,7 +86,6 @@ def default_callbacks() -> list:
 def final_evaluation(state):
     """Evaluate the best checkpoint (fp32) on the test split; write ``test_metrics.json``."""
     from ferkit.train.checkpoint import model_from_checkpoint
-    from ferkit.train.loop import TrainResult, evaluate
 
     best_path = state.run_dir / "best.pt"
     metrics: dict = {}
@@ -105,7 +95,9 @@ def final_evaluation(state):
         if state.cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         # fp32, as exported models run: the reported number is the one users reproduce.
-        _, test_acc, probs = evaluate(model, state.data.test, state.data, state.device, "fp32", state.cfg)
+        _, test_acc, probs = evaluate_split(
+            model, state.data.test, state.data, state.device, "fp32", state.cfg
+        )
         report = classification_report(
             state.data.test.labels.cpu().numpy(), probs.numpy(), state.data.label_set.names
         )

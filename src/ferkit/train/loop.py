@@ -1,4 +1,4 @@
-"""The training loop: ``train_one_epoch``, ``evaluate`` and ``fit``, plain functions.
+"""The training loop: ``fit``, a plain function over epochs (``ferkit.train.epoch``) and callbacks.
 
 Usage::
 
@@ -24,227 +24,33 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from ferkit.data import FaceDataset
 from ferkit.errors import FerkitError, UnknownNameError
 from ferkit.models import create_model, list_models
-from ferkit.train.augment import augment_batch, mix_batch
 from ferkit.train.checkpoint import load_checkpoint
 from ferkit.train.config import TrainConfig, config_from_dict, config_to_dict, save_config
-from ferkit.train.data import Split, TrainData, batch_order, class_weights, epoch_generator, prepare_data
-from ferkit.train.distill import kd_loss
+from ferkit.train.data import TrainData, batch_order, prepare_data
+from ferkit.train.device import (
+    Dist,
+    hardware_description,
+    resolve_device,
+    resolve_precision,
+    setup_distributed,
+)
+from ferkit.train.epoch import (
+    EpochStats,
+    TrainResult,
+    evaluate_split,
+    has_grouped_conv,
+    train_one_epoch,
+)
 from ferkit.train.finetune import freeze, load_init_weights
 from ferkit.train.optim import EMA, make_optimizer, make_scheduler
 from ferkit.utils import cache_dir
 
 
-# ----------------------------------------------------------------------------- devices
-@dataclass(frozen=True)
-class Dist:
-    """Where this process stands in a torchrun job (rank 0 of 1 when run alone)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device: torch.device) -> tuple[Dist, torch.device]:
-    """Join the torchrun process group (gloo on CPU, NCCL on CUDA) when WORLD_SIZE > 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist(), device
-    import torch.distributed as dist
-
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size()), device
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FerkitError(f"device {name!r} asked for, but CUDA is not available on this machine")
-    return device
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    # bf16 autocast is ~5x faster only where the CPU has bf16 instructions; slower elsewhere.
-    return "bf16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "fp32"
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
-
-
-# ----------------------------------------------------------------------------- one epoch
-@dataclass
-class EpochStats:
-    loss: float
-    accuracy: float
-    seconds: float
-    images_per_s: float
-
-
-def normalise(x: Tensor, mean: float, std: float) -> Tensor:
-    return (x - mean) / std
-
-
-def train_one_epoch(
-    model: nn.Module,
-    data: TrainData,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    cfg: TrainConfig,
-    epoch: int,
-    device: torch.device,
-    precision: str,
-    ema: EMA | None = None,
-    on_batch: Callable[[int, int, float, float], None] | None = None,
-    shard: Dist = Dist(),
-) -> EpochStats:
-    """One pass over the training split; returns mean loss, accuracy and throughput.
-
-    Under DDP every rank draws the same global batch (same seed) and trains on its slice
-    of it, so N processes see exactly the batches one process would.
-    """
-    model.train()
-    gen = epoch_generator(cfg.seed, epoch)
-    torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout etc.
-    split = data.train
-    num_classes = len(data.label_set)
-    sample_weights = None
-    loss_weights = None
-    if cfg.balance == "sampler":
-        sample_weights = class_weights(split.labels, num_classes)[split.labels.cpu()]
-    elif cfg.balance == "weights":
-        loss_weights = class_weights(split.labels, num_classes).to(device)
-    batches = batch_order(len(split), cfg.batch_size, gen, sample_weights)
-    # torch 2.13 crashes in the bf16 channels_last CPU backward of depthwise convolutions
-    # when the batch size is odd (3, 37, 101 crash; even sizes do not): drop one sample.
-    even_only = cfg.channels_last and device.type == "cpu" and _has_grouped_conv(model)
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    total_loss = total_correct = seen = 0.0
-    start = time.perf_counter()
-    for i, idx in enumerate(batches):
-        idx = idx.to(device)
-        if even_only and len(idx) % (2 * shard.world):
-            idx = idx[: len(idx) - len(idx) % (2 * shard.world)]
-        x = augment_batch(split.images[idx], cfg.augment, gen)
-        labels = split.labels[idx]
-        if cfg.ferplus_mode == "soft" and split.soft is not None:
-            targets = split.soft[idx]
-        else:
-            targets = F.one_hot(labels, num_classes).float()
-        x, targets = mix_batch(x, targets, cfg.augment, gen)
-        teacher = split.teacher[idx] if split.teacher is not None else None  # (B, K)
-        if shard.world > 1:
-            part = torch.arange(len(idx)).tensor_split(shard.world)[shard.rank].to(device)
-            x, targets, labels, idx = x[part], targets[part], labels[part], idx[part]
-            teacher = teacher[part] if teacher is not None else None
-        x = normalise(x, data.mean, data.std)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, precision):
-            logits = model(x)
-        loss = F.cross_entropy(
-            logits.float(), targets, weight=loss_weights, label_smoothing=cfg.label_smoothing
-        )
-        if teacher is not None:
-            kd = kd_loss(logits, teacher, cfg.kd_temperature)
-            loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
-        if not torch.isfinite(loss):
-            raise FerkitError(
-                f"epoch {epoch + 1}, batch {i + 1}: loss is {loss.item()} (lower the learning rate?)"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        if scheduler is not None and cfg.schedule != "plateau":
-            scheduler.step()
-        if ema is not None:
-            ema.update(getattr(model, "module", model))
-        n = len(idx)
-        total_loss += loss.item() * n
-        total_correct += (logits.argmax(1) == labels).sum().item()
-        seen += n
-        if on_batch is not None:
-            on_batch(i + 1, len(batches), total_loss / seen, total_correct / seen)
-    seconds = time.perf_counter() - start
-    return EpochStats(
-        total_loss / max(seen, 1), total_correct / max(seen, 1), seconds, seen / max(seconds, 1e-9)
-    )
-
-
-@torch.no_grad()
-def predict_split(
-    model: nn.Module,
-    images: Tensor,
-    mean: float,
-    std: float,
-    device: torch.device,
-    precision: str = "fp32",
-    batch_size: int = 512,
-    tta: str = "none",
-    channels_last: bool = True,
-) -> Tensor:
-    """Class probabilities (N, K) for uint8 images (N, C, H, W); ``tta='flip'`` averages a mirror."""
-    model.eval()
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = normalise(images[start : start + batch_size].to(device).float() / 255.0, mean, std)
-        views = [x, x.flip(3)] if tta == "flip" else [x]
-        probs = 0
-        for v in views:
-            if channels_last:
-                v = v.contiguous(memory_format=torch.channels_last)
-            with autocast(device, precision):
-                probs = probs + model(v).float().softmax(1)
-        out.append((probs / len(views)).cpu())
-    return torch.cat(out)
-
-
-def evaluate(
-    model: nn.Module, split: Split, data: TrainData, device: torch.device, precision: str, cfg: TrainConfig
-) -> tuple[float, float, Tensor]:
-    """(loss, accuracy, probabilities) on one split."""
-    probs = predict_split(
-        model,
-        split.images,
-        data.mean,
-        data.std,
-        device,
-        precision,
-        cfg.eval_batch_size,
-        channels_last=cfg.channels_last,
-    )
-    labels = split.labels.cpu()
-    loss = F.nll_loss(probs.clamp_min(1e-8).log(), labels).item()
-    return loss, (probs.argmax(1) == labels).float().mean().item(), probs
-
-
-# ----------------------------------------------------------------------------- fit
 @dataclass
 class TrainState:
     cfg: TrainConfig
@@ -295,18 +101,6 @@ class TrainState:
 
 
 Callback = Callable[[TrainState], None]
-
-
-def hardware_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = "CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {torch.get_num_threads()} threads"
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
@@ -370,7 +164,7 @@ def fit(
         freeze(model, cfg.freeze)
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a run that cannot start leaves no folder
     model.to(device)
-    if cfg.channels_last and device.type == "cpu" and precision != "bf16" and _has_grouped_conv(model):
+    if cfg.channels_last and device.type == "cpu" and precision != "bf16" and has_grouped_conv(model):
         # torch 2.13's CPU backward of depthwise convolutions in channels_last crashes in
         # fp32 (any batch); in bf16 only for odd batch sizes, which train_one_epoch avoids.
         _log("channels_last turned off: depthwise convolutions crash its fp32 CPU backward", rank)
@@ -417,7 +211,7 @@ def fit(
             stats = _run_epoch(state, train_model)
             state.epoch += 1
             eval_model = _ema_model(state) if ema is not None else model
-            val_loss, val_acc, _ = evaluate(eval_model, data.val, data, device, precision, cfg)
+            val_loss, val_acc, _ = evaluate_split(eval_model, data.val, data, device, precision, cfg)
             if cfg.schedule == "plateau":
                 scheduler.step(val_acc)
             row = {
@@ -463,10 +257,6 @@ def fit(
         wall = float(sum(r["seconds"] for r in state.history))
         result = TrainResult(run_dir, state.epoch, state.best_epoch, state.best_val_accuracy, None, {}, wall)
     return result
-
-
-def _has_grouped_conv(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
 
 
 def _ema_model(state: TrainState) -> nn.Module:
@@ -518,14 +308,3 @@ def _run_epoch(state: TrainState, model: nn.Module) -> EpochStats:
 def _log(message: str, rank: Dist = Dist()) -> None:
     if rank.main:
         print(message, file=sys.stderr, flush=True)
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    epochs: int
-    best_epoch: int
-    best_val_accuracy: float
-    test_accuracy: float | None
-    test_metrics: dict[str, Any]
-    wall_seconds: float

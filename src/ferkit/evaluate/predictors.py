@@ -53,7 +53,7 @@ class TorchPredictor:
         self.color = pre["color"]
         self.name = str(path)
         self.checkpoint = ckpt
-        from ferkit.export import card_from_checkpoint
+        from ferkit.train.checkpoint import card_from_checkpoint
 
         self.card = card_from_checkpoint(ckpt, None, self.model)  # what an export would carry
 

@@ -15,13 +15,10 @@ output sees a 34x34 patch of a 48x48 face (the paper's 70x70 on 256x256 is ~27% 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import Tensor, nn
-
-if TYPE_CHECKING:
-    from ferkit.gan.train import GanConfig
 
 
 def _conv_block(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
@@ -148,7 +145,8 @@ class CycleGan:
     d_b: PatchDiscriminator
 
     @classmethod
-    def create(cls, cfg: GanConfig) -> CycleGan:
+    def create(cls, cfg: Any) -> CycleGan:
+        """Fresh networks sized by a GanConfig's ngf, n_blocks, ndf and n_layers."""
         gan = cls(
             ResnetGenerator(1, cfg.ngf, cfg.n_blocks),
             ResnetGenerator(1, cfg.ngf, cfg.n_blocks),

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ferkit.card import LICENSE, ModelCard
 from ferkit.errors import CheckpointError
 from ferkit.models import create_model
 from ferkit.utils import atomic_path
@@ -79,3 +80,42 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, ema: bool = True) -> nn.Modul
     model.load_state_dict(state)
     model.eval()
     return model
+
+
+def card_from_checkpoint(
+    ckpt: dict[str, Any], metrics: dict[str, Any] | None = None, model: nn.Module | None = None
+) -> ModelCard:
+    """The model card of a training checkpoint (what its ONNX export carries)."""
+    pre = ckpt["preprocessing"]
+    config = ckpt.get("config", {})
+    history = ckpt.get("history", [])
+    extra: dict[str, Any] = {
+        "label_set": ckpt.get("label_set", ""),
+        "input_range": "float32 pixels in [0, 1], shape (batch, channels, size, size)",
+        "output": "probabilities (softmax in graph)",
+        "epochs": ckpt.get("epoch", ""),  # epochs these weights were trained for
+        "schedule_epochs": config.get("epochs", ""),  # the run's planned length
+        "best_epoch": ckpt.get("best_epoch", ""),
+        "train_seconds": round(sum(r.get("seconds", 0.0) for r in history)),
+        "hardware": ckpt.get("hardware", ""),
+    }
+    if model is not None:
+        from ferkit.models import count_macs
+
+        chans = 1 if pre["color"] == "gray" else 3
+        extra["parameters"] = sum(p.numel() for p in model.parameters())
+        extra["macs"] = count_macs(model, int(pre["input_size"]), chans)
+    if config.get("init"):
+        extra["initial_weights"] = str(config["init"])
+    return ModelCard(
+        labels=tuple(ckpt["label_names"]),
+        input_size=int(pre["input_size"]),
+        color=pre["color"],
+        architecture=ckpt["model_name"],
+        model_args=dict(ckpt.get("model_args", {})),
+        normalization={"mean": pre["mean"], "std": pre["std"], "applied_in_graph": True},
+        recipe=dict(config),
+        metrics=dict(metrics or {}),
+        license=LICENSE,
+        extra=extra,
+    )

@@ -9,6 +9,8 @@ Usage::
         print(face.box, face.label, face.probs["happy"])
     ds = ferkit.load_dataset("fer2013.tar.gz")
     ferkit.list_models()                                 # the models that ship: ["accurate", ...]
+    model = ferkit.load_model("fast")                    # or .onnx, ensemble .json, run folder, .pt
+    model.card.metrics["PrivateTest"]["accuracy"]        # its card (ferkit.ModelCard)
 
 Importing ferkit is cheap and never imports torch: the names above are imported on first
 use (module ``__getattr__``), and training modules import torch themselves.
@@ -27,6 +29,9 @@ _EXPORTS = {
     "Face": ("ferkit.runtime.recognize", "Face"),
     "load_dataset": ("ferkit.data.load", "load_dataset"),
     "list_models": ("ferkit.runtime.models", "shipped_models"),
+    "load_model": ("ferkit.runtime.classifier", "load_model"),
+    "ModelCard": ("ferkit.card", "ModelCard"),
+    "ModelError": ("ferkit.errors", "ModelError"),
     "FerkitError": ("ferkit.errors", "FerkitError"),
     "DataError": ("ferkit.errors", "DataError"),
 }
@@ -35,16 +40,21 @@ __all__ = [
     "DataError",
     "Face",
     "FerkitError",
+    "ModelCard",
+    "ModelError",
     "Recognizer",
     "__version__",
     "analyze",
     "list_models",
     "load_dataset",
+    "load_model",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first use
+    from ferkit.card import ModelCard
     from ferkit.data.load import load_dataset
-    from ferkit.errors import DataError, FerkitError
+    from ferkit.errors import DataError, FerkitError, ModelError
+    from ferkit.runtime.classifier import load_model
     from ferkit.runtime.models import shipped_models as list_models
     from ferkit.runtime.recognize import Face, Recognizer
 

@@ -26,7 +26,7 @@ from ferkit.card import metrics_from_eval
 from ferkit.data import load_dataset
 from ferkit.evaluate.run import evaluate_models
 from ferkit.export import quantize_int8
-from ferkit.runtime.models import WEIGHTS_DIR
+from ferkit.runtime.catalog import WEIGHTS_DIR
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fer2013"
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit.runtime.catalog import shipped_models
 from ferkit.runtime.classifier import load_model
 from ferkit.runtime.detect import create_detector, list_detectors
-from ferkit.runtime.models import shipped_models
 from ferkit.runtime.recognize import Recognizer
 
 HERE = Path(__file__).resolve().parent

@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=None)
     args = parser.parse_args()
     device = resolve_device("auto")
-    ds = load_dataset(args.data).role("train")
+    ds = load_dataset(args.data).pick("train")
     split = _to_split(ds, "train", device)
     data = TrainData(split, split, None, ds.label_set, 0.5, 0.25)
     fast = "bf16" if device.type == "cpu" else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")

@@ -41,7 +41,7 @@ def test_rafdb_numbers_and_split_folders(tmp_path):
     assert ds.label_set is RAFDB
     assert ds.split_names == ["train", "test"]
     assert ds.class_counts()["train"]["surprise"] == 1
-    assert ds.role("test").labels.tolist() == list(range(7))
+    assert ds.pick("test").labels.tolist() == list(range(7))
 
 
 def test_kaggle_prefix_gives_split_and_zip_reads_in_place(tmp_path, small_dataset):

@@ -41,7 +41,7 @@ def test_ddp_two_cpu_processes_train_resume_and_load_alone(tmp_path):
 
     # The checkpoint is a plain single-process model (no "module." prefixes) and it learned.
     model = model_from_checkpoint(load_checkpoint(run / "best.pt")).eval()
-    test = learnable(n_per_class=40).split("PrivateTest")
+    test = learnable(n_per_class=40).pick("PrivateTest")
     import torch
 
     pre = ckpt["preprocessing"]

@@ -179,7 +179,7 @@ def test_ensemble_card_cli_fits_on_publictest_and_reports(trained, tmp_path):
 def test_unsplit_errors(trained):
     data, _, onnx_path, _ = trained
     with pytest.raises(KeyError, match="no split"):
-        evaluate_models([str(onnx_path)], data.split("Training"), split="PrivateTest")
+        evaluate_models([str(onnx_path)], data.pick("Training"), split="PrivateTest")
 
 
 def test_int8_quantisation_keeps_card_and_accuracy(trained, tmp_path):

@@ -7,8 +7,8 @@ from matplotlib import cbook
 
 from ferkit.errors import FerkitError, ModelError
 from ferkit.imageio import read_image
+from ferkit.runtime.catalog import resolve_model
 from ferkit.runtime.detect import Detection, create_detector, list_detectors
-from ferkit.runtime.models import resolve_model
 from ferkit.runtime.recognize import Recognizer, crop_face
 
 GRACE = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)

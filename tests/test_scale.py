@@ -149,7 +149,7 @@ def test_ray_reads_videos_and_uris(tmp_path, ray_cluster):
     actor = Actor({"happy": grace}, [(0.0, "happy")], (100, 100), (300, 200), size=160)
     write_video(folder / "walk.mp4", [actor], seconds=3.0, fps=10)
     (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
-    from ferkit.runtime.models import resolve_model
+    from ferkit.runtime.catalog import resolve_model
 
     mine = tmp_path / "mine.onnx"  # a user's model file: it travels to the workers as bytes
     mine.write_bytes(resolve_model("fast").read_bytes())

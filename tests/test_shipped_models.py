@@ -7,8 +7,8 @@ import pytest
 from ferkit.card import is_ensemble_card
 from ferkit.errors import ModelError
 from ferkit.evaluate.run import evaluate_models
+from ferkit.runtime.catalog import WEIGHTS_DIR, default_model_name, resolve_model, shipped_models
 from ferkit.runtime.classifier import EnsembleClassifier, OnnxClassifier
-from ferkit.runtime.models import WEIGHTS_DIR, default_model_name, resolve_model, shipped_models
 
 SHIPPED = shipped_models()
 REQUIRED = (

@@ -28,7 +28,7 @@ _EXPORTS = {
     "Recognizer": ("ferkit.runtime.recognize", "Recognizer"),
     "Face": ("ferkit.runtime.recognize", "Face"),
     "load_dataset": ("ferkit.data.load", "load_dataset"),
-    "list_models": ("ferkit.runtime.models", "shipped_models"),
+    "list_models": ("ferkit.runtime.catalog", "shipped_models"),
     "load_model": ("ferkit.runtime.classifier", "load_model"),
     "ModelCard": ("ferkit.card", "ModelCard"),
     "ModelError": ("ferkit.errors", "ModelError"),
@@ -54,8 +54,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first
     from ferkit.card import ModelCard
     from ferkit.data.load import load_dataset
     from ferkit.errors import DataError, FerkitError, ModelError
+    from ferkit.runtime.catalog import shipped_models as list_models
     from ferkit.runtime.classifier import load_model
-    from ferkit.runtime.models import shipped_models as list_models
     from ferkit.runtime.recognize import Face, Recognizer
 
 

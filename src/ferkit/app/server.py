@@ -78,7 +78,7 @@ class RecognizerPool:
 def shipped_model_infos() -> tuple[list[dict], str | None]:
     """Each shipped model as the API lists it, from its card (the JSON beside it: no ONNX session)."""
     from ferkit.card import ModelCard
-    from ferkit.runtime.models import default_model_name, resolve_model, shipped_models
+    from ferkit.runtime.catalog import default_model_name, resolve_model, shipped_models
 
     out = []
     for name in shipped_models():

@@ -121,7 +121,7 @@ def preview(
 
     ds = _load(path, pixels, labels, on_error)
     if split:
-        ds = ds.split(split)
+        ds = ds.pick(split)
     shown = None
     title = f"{path.name}{' / ' + split if split else ''}"
     if augment:

@@ -18,7 +18,7 @@ def _accuracy(metrics: dict, key: str) -> str:
 def list_cmd(input_size: int = typer.Option(48, help="Input side for the architectures' MAC count.")) -> None:
     """Shipped models (use them by name) with their accuracy, then the registered architectures."""
     from ferkit.card import ModelCard
-    from ferkit.runtime.models import default_model_name, resolve_model, shipped_models
+    from ferkit.runtime.catalog import default_model_name, resolve_model, shipped_models
 
     console = Console()
     shipped = Table(title="Shipped models (ferkit predict --model NAME; accuracy from each card)")

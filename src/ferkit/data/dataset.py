@@ -3,7 +3,7 @@
 Usage::
 
     ds = ferkit.data.load_dataset("fer2013.tar.gz")
-    train = ds.split("Training")          # or ds.role("train")
+    train = ds.pick("Training")           # or ds.pick("train"): by role
     ds.class_counts()                      # {split: {label: count}}
 """
 
@@ -84,38 +84,28 @@ class FaceDataset:
             skipped=list(self.skipped),
         )
 
-    def split(self, name: str) -> FaceDataset:
-        """Samples of one split, by its exact name (``Training``, ``test`` ...)."""
-        if name not in set(self.splits.tolist()):
-            raise KeyError(f"{self.source}: no split {name!r}; splits are {self.split_names}")
-        return self.subset(np.flatnonzero(self.splits == name))
-
-    def role_name(self, role: str) -> str | None:
+    def split_for(self, role: str) -> str | None:
         """The split that plays ``role`` (train / val / test) here, or None."""
         if role not in SPLIT_ROLES:
             raise KeyError(f"unknown split role {role!r}; roles are {list(SPLIT_ROLES)}")
         present = set(self.splits.tolist())
-        for name in SPLIT_ROLES[role]:
-            if name in present:
-                return name
-        return None
-
-    def role(self, role: str) -> FaceDataset:
-        name = self.role_name(role)
-        if name is None:
-            raise KeyError(
-                f"{self.source}: no split for role {role!r} (looked for {SPLIT_ROLES[role]}); "
-                f"splits are {self.split_names}"
-            )
-        return self.split(name)
+        return next((name for name in SPLIT_ROLES[role] if name in present), None)
 
     def pick(self, name: str) -> FaceDataset:
-        """A split by exact name, else by role (train / val / test); errors list the splits."""
-        if name in set(self.splits.tolist()):
-            return self.split(name)
-        if name in SPLIT_ROLES:
-            return self.role(name)
-        raise KeyError(f"{self.source}: no split {name!r}; splits are {self.split_names}")
+        """The samples of one split, by exact name (``Training``, ``PrivateTest``...) or by role
+        (``train``, ``val``, ``test``); errors list the splits there are."""
+        present = set(self.splits.tolist())
+        if name not in present and name in SPLIT_ROLES:
+            found = self.split_for(name)
+            if found is None:
+                raise KeyError(
+                    f"{self.source}: no split for role {name!r} (looked for {SPLIT_ROLES[name]}); "
+                    f"splits are {self.split_names}"
+                )
+            name = found
+        if name not in present:
+            raise KeyError(f"{self.source}: no split {name!r}; splits are {self.split_names}")
+        return self.subset(np.flatnonzero(self.splits == name))
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         """Per split, the number of samples of each class (every class listed, zeros too)."""

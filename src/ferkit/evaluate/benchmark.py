@@ -80,7 +80,7 @@ COLUMNS = [
 
 
 def _size_mb(name: str, card: dict) -> str:
-    from ferkit.runtime.models import resolve_model
+    from ferkit.runtime.catalog import resolve_model
 
     if card.get("kind") == "ensemble":  # its members' files
         sizes = [_size_mb(str(m), {}) for m in card.get("members", [])]

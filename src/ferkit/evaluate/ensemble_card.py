@@ -18,8 +18,8 @@ from ferkit.data import FaceDataset, load_dataset
 from ferkit.errors import FerkitError
 from ferkit.evaluate.ensemble import fit_weights
 from ferkit.evaluate.run import evaluate_models
+from ferkit.runtime.catalog import resolve_model
 from ferkit.runtime.classifier import OnnxClassifier
-from ferkit.runtime.models import resolve_model
 from ferkit.runtime.tta import predict_tta
 
 

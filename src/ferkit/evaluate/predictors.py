@@ -2,7 +2,7 @@
 
 Usage::
 
-    predictor = TorchPredictor("runs/vgg_fer-.../")     # usually via ferkit.runtime.models.load_model
+    predictor = TorchPredictor("runs/vgg_fer-.../")     # usually via ferkit.runtime.catalog.load_model
     probs = predictor.predict_proba(faces)               # (N, 48, 48) uint8 -> (N, K)
 
 ONNX files never come here: ``load_model`` runs them on ONNX Runtime alone.

@@ -8,7 +8,7 @@ Usage::
 """
 
 from ferkit.gan.generate import GenerateResult, generate, load_generator
-from ferkit.gan.models import CycleGan, ImagePool, PatchDiscriminator, ResnetGenerator
+from ferkit.gan.networks import CycleGan, ImagePool, PatchDiscriminator, ResnetGenerator
 from ferkit.gan.train import GanConfig, GanResult, gan_config, train_cyclegan, train_step
 
 __all__ = [

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ferkit.errors import FerkitError
-from ferkit.gan.models import ResnetGenerator
+from ferkit.gan.networks import ResnetGenerator
 from ferkit.gan.train import GAN_KIND, domain_images, to_uint8, to_unit
 from ferkit.train.checkpoint import load_checkpoint
 from ferkit.utils import atomic_path
@@ -72,7 +72,7 @@ def generate(
         if not source_path:
             raise FerkitError("no data: pass --data (the dataset the CycleGAN was trained on)")
         dataset = load_dataset(source_path)
-    train_split = dataset.role_name("train") or "train"
+    train_split = dataset.split_for("train") or "train"
     faces = domain_images(dataset, cfg["source"], train_split)
     target_index = dataset.label_set.index(cfg["target"])
     rng = np.random.default_rng(seed)

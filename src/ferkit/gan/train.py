@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ferkit.errors import ConfigError, FerkitError
-from ferkit.gan.models import CycleGan, ImagePool
+from ferkit.gan.networks import CycleGan, ImagePool
 from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
 from ferkit.train.config import AugmentConfig, _apply
 from ferkit.train.device import autocast, resolve_device, resolve_precision

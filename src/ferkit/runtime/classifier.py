@@ -22,7 +22,7 @@ import numpy as np
 
 from ferkit.card import ModelCard
 from ferkit.errors import ModelError
-from ferkit.runtime.models import resolve_model
+from ferkit.runtime.catalog import resolve_model
 
 
 def default_threads() -> int:

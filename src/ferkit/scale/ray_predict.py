@@ -268,7 +268,7 @@ def predict_ray(
 
     from ferkit.card import ModelCard
     from ferkit.progress import progress_iter
-    from ferkit.runtime.models import WEIGHTS_DIR, resolve_model
+    from ferkit.runtime.catalog import WEIGHTS_DIR, resolve_model
 
     if partition_size < 1:
         raise FerkitError(f"partition_size must be at least 1, not {partition_size}")

@@ -73,3 +73,24 @@ def progress_iter(
             if done % 64 == 0:
                 progress.update(task_id, completed=done, rate=rate_text(task))
         progress.update(task_id, completed=done, total=total or done, rate=rate_text(task))
+
+
+def batch_progress(stack, show: bool, description: str, batch_size: int, total: int | None = None):
+    """A per-batch bar (rate in img/s, ETA) entered on ``stack``; returns ``update(i, n, info)``.
+
+    Training and the CycleGAN both report their batches through it; with ``show`` False the
+    update does nothing.
+    """
+    if not show:
+        return lambda i, n, info: None
+    import time
+
+    progress = stack.enter_context(make_progress(transient=True))
+    task = progress.add_task(description, total=total, rate="-", info="")
+    start = time.perf_counter()
+
+    def update(i: int, n: int | None, info: str) -> None:
+        rate = i * batch_size / max(time.perf_counter() - start, 1e-9)
+        progress.update(task, completed=i, total=n, rate=f"{rate:,.0f} img/s", info=info)
+
+    return update

@@ -141,3 +141,16 @@ def write_history_csv(path: str | os.PathLike, rows: list[dict], columns: list[s
         writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in columns})
     with atomic_path(path) as tmp:
         tmp.write_text(buf.getvalue())
+
+
+def new_run_dir(out: str | os.PathLike | None, name: str) -> Path:
+    """The folder of a new training run: ``out``, or ``<cache>/runs/<name>-<time>``; never one
+    that already holds a run (that one is continued with --resume)."""
+    import time
+
+    from ferkit.errors import FerkitError
+
+    run_dir = Path(out) if out else cache_dir("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (run_dir / "last.pt").exists():
+        raise FerkitError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick --out")
+    return run_dir

@@ -32,10 +32,11 @@ from torch import Tensor
 
 from ferkit.errors import ConfigError, FerkitError
 from ferkit.gan.networks import CycleGan, ImagePool
+from ferkit.progress import batch_progress
 from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
 from ferkit.train.config import AugmentConfig, _apply
 from ferkit.train.device import autocast, resolve_device, resolve_precision
-from ferkit.utils import atomic_path, cache_dir, write_history_csv
+from ferkit.utils import atomic_path, new_run_dir, write_history_csv
 
 GAN_KIND = "cyclegan"
 
@@ -228,11 +229,7 @@ def train_cyclegan(
         saved.progress = cfg.progress
         cfg = saved
     else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        default = cache_dir("runs") / f"cyclegan-{cfg.source}-{cfg.target}-{stamp}"
-        run_dir = Path(cfg.out) if cfg.out else default
-        if (run_dir / "last.pt").exists():
-            raise FerkitError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
+        run_dir = new_run_dir(cfg.out, f"cyclegan-{cfg.source}-{cfg.target}")
         if not cfg.data and dataset is None:
             raise FerkitError("no data: pass --data (a FER-2013 file or a labelled folder)")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -302,7 +299,7 @@ def train_cyclegan(
             sums: dict[str, float] = {}
             t0 = time.perf_counter()
             with contextlib.ExitStack() as stack:
-                update = _progress(stack, show, f"epoch {epoch + 1}/{cfg.epochs}", steps, cfg.batch_size)
+                update = batch_progress(stack, show, f"epoch {epoch + 1}/{cfg.epochs}", cfg.batch_size, steps)
                 for i in range(steps):
                     real_a = _augment(images_a[idx_a[i].to(device)], aug, gen)
                     real_b = _augment(images_b[idx_b[i].to(device)], aug, gen)
@@ -313,7 +310,7 @@ def train_cyclegan(
                     sched_d.step()
                     for k, v in losses.items():
                         sums[k] = sums.get(k, 0.0) + v
-                    update(i + 1, losses)
+                    update(i + 1, steps, f"cycle {losses['loss_cycle']:.3f} D {losses['loss_d_b']:.3f}")
             seconds = time.perf_counter() - t0
             epoch += 1
             row = {"epoch": epoch, **{k: v / steps for k, v in sums.items()}}
@@ -361,27 +358,6 @@ def _augment(batch_u8: Tensor, aug: AugmentConfig, gen: torch.Generator) -> Tens
     from ferkit.train.augment import augment_batch
 
     return augment_batch(batch_u8, aug, gen).mul(2.0).sub(1.0)
-
-
-def _progress(stack: contextlib.ExitStack, show: bool, description: str, total: int, batch: int):
-    if not show:
-        return lambda i, losses: None
-    from ferkit.progress import make_progress
-
-    progress = stack.enter_context(make_progress(transient=True))
-    task = progress.add_task(description, total=total, rate="-", info="")
-    start = time.perf_counter()
-
-    def update(i: int, losses: dict[str, float]) -> None:
-        rate = i * batch / max(time.perf_counter() - start, 1e-9)
-        progress.update(
-            task,
-            completed=i,
-            rate=f"{rate:,.0f} img/s",
-            info=f"cycle {losses['loss_cycle']:.3f} D {losses['loss_d_b']:.3f}",
-        )
-
-    return update
 
 
 @torch.no_grad()

@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from ferkit.data import FaceDataset
-from ferkit.errors import FerkitError, UnknownNameError
+from ferkit.errors import UnknownNameError
 from ferkit.models import create_model, list_models
+from ferkit.progress import batch_progress
 from ferkit.train.checkpoint import load_checkpoint
 from ferkit.train.config import TrainConfig, config_from_dict, config_to_dict, save_config
 from ferkit.train.data import TrainData, batch_order, prepare_data
@@ -48,7 +49,7 @@ from ferkit.train.epoch import (
 )
 from ferkit.train.finetune import freeze, load_init_weights
 from ferkit.train.optim import EMA, make_optimizer, make_scheduler
-from ferkit.utils import cache_dir
+from ferkit.utils import new_run_dir
 
 
 @dataclass
@@ -103,11 +104,6 @@ class TrainState:
 Callback = Callable[[TrainState], None]
 
 
-def default_run_dir(cfg: TrainConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return cache_dir("runs") / f"{cfg.name or cfg.model}-{stamp}"
-
-
 def fit(
     cfg: TrainConfig,
     *,
@@ -136,11 +132,7 @@ def fit(
         saved.progress = cfg.progress
         cfg = saved
     else:
-        run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-        if (run_dir / "last.pt").exists():
-            raise FerkitError(
-                f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick --out"
-            )
+        run_dir = new_run_dir(cfg.out, cfg.name or cfg.model)
     if cfg.model not in list_models():  # before the data is loaded: a typo fails at once
         raise UnknownNameError("model architecture", cfg.model, list_models())
     device, rank = setup_distributed(resolve_device(cfg.device))[::-1]
@@ -271,24 +263,11 @@ def _run_epoch(state: TrainState, model: nn.Module) -> EpochStats:
     """One epoch, under a progress bar (loss, accuracy, img/s, ETA) when one is wanted."""
     cfg = state.cfg
     show = (cfg.progress if cfg.progress is not None else sys.stderr.isatty()) and state.dist.main
-    on_batch = None
     with contextlib.ExitStack() as stack:
-        if show:
-            from ferkit.progress import make_progress
+        update = batch_progress(stack, show, f"epoch {state.epoch + 1}/{cfg.epochs}", cfg.batch_size)
 
-            progress = stack.enter_context(make_progress(transient=True))
-            task = progress.add_task(f"epoch {state.epoch + 1}/{cfg.epochs}", total=None, rate="-", info="")
-            start = time.perf_counter()
-
-            def on_batch(i: int, n: int, loss: float, acc: float) -> None:
-                rate = i * cfg.batch_size / max(time.perf_counter() - start, 1e-9)
-                progress.update(
-                    task,
-                    completed=i,
-                    total=n,
-                    rate=f"{rate:,.0f} img/s",
-                    info=f"loss {loss:.3f} acc {acc:.3f}",
-                )
+        def on_batch(i: int, n: int, loss: float, acc: float) -> None:
+            update(i, n, f"loss {loss:.3f} acc {acc:.3f}")
 
         return train_one_epoch(
             model,

@@ -137,7 +137,8 @@ def _pillow_decode(data: bytes, source: str, color: Color) -> np.ndarray:
                 top = arr.max() if arr.size else 1.0
                 arr = (arr * (255.0 / max(top, 255.0))).astype(np.uint8)
                 return arr if color == "gray" else np.repeat(arr[..., None], 3, axis=2)
-            return np.asarray(im.convert("L" if color == "gray" else "RGB"))
+            rgb = np.asarray(im.convert("RGB"))
+            return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if color == "gray" else rgb
     except DataError:
         raise
     except UnidentifiedImageError as exc:
@@ -151,23 +152,23 @@ def decode_image(
 ) -> np.ndarray:
     """Decode encoded image bytes to uint8 (H, W) grey or (H, W, 3) RGB.
 
-    The declared size is checked against the pixel limit before anything is decoded.
+    The declared size is checked against the pixel limit before anything is decoded. Grey is
+    always made from colour by OpenCV's BGR->grey weights, the conversion the runtime applies
+    to RGB arrays, so a file read for a dataset and the same file given to a Recognizer reach
+    the model as the same pixels.
     """
     _check_header(data, source)
     check_declared_size(data, source, max_pixels)
     buf = np.frombuffer(data, np.uint8)
-    flag = cv2.IMREAD_GRAYSCALE if color == "gray" else cv2.IMREAD_COLOR
     try:
-        img = cv2.imdecode(buf, flag)
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error:
         img = None
     if img is None or img.size == 0:
         return _pillow_decode(data, source, color)
     if img.dtype != np.uint8:  # 16-bit sources
         img = cv2.convertScaleAbs(img, alpha=255.0 / 65535.0)
-    if color == "rgb":
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return img
+    return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY if color == "gray" else cv2.COLOR_BGR2RGB)
 
 
 _FILE_KINDS = (
@@ -226,19 +227,6 @@ def read_image(
 ) -> np.ndarray:
     """Read and decode an image file; errors name the file."""
     return decode_image(read_bytes(path, max_bytes), str(path), color, max_pixels=max_pixels)
-
-
-def fit_square(img: np.ndarray, size: int) -> np.ndarray:
-    """Centre-crop to a square (keeps the aspect of faces) and resize to ``size``x``size``."""
-    h, w = img.shape[:2]
-    if h != w:
-        side = min(h, w)
-        y, x = (h - side) // 2, (w - side) // 2
-        img = img[y : y + side, x : x + side]
-    if img.shape[0] != size:
-        interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
-        img = cv2.resize(img, (size, size), interpolation=interp)
-    return np.ascontiguousarray(img)
 
 
 def to_rgb(image: object, source: str = "image", *, max_pixels: int | None = None) -> np.ndarray:

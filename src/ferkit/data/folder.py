@@ -27,7 +27,8 @@ import numpy as np
 
 from ferkit.data.dataset import SPLIT_ROLES, FaceDataset
 from ferkit.errors import DataError, ErrorLog, OnError
-from ferkit.imageio import Color, decode_image, fit_square, is_image_name, max_bytes_limit, read_bytes
+from ferkit.framing import frame_face
+from ferkit.imageio import Color, decode_image, is_image_name, max_bytes_limit, read_bytes
 from ferkit.labels import FER2013, FERPLUS, RAFDB, LabelSet, canonical_emotion, get_label_set
 from ferkit.progress import progress_iter
 from ferkit.utils import atomic_path
@@ -174,7 +175,7 @@ def read_image_folder(
             except DataError as exc:
                 log.fail(exc.source, exc.problem, exc.location)
                 continue
-            images[n] = fit_square(img, size)
+            images[n] = frame_face(img, None, size)  # as the runtime frames a ready-made crop
             label_idx[n] = label
             splits.append(_split_of(entry))
             n += 1

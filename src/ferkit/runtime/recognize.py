@@ -17,9 +17,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
+from ferkit.framing import CROP_MARGIN, DETECTOR_MARGIN, frame_face
 from ferkit.imageio import to_rgb
 from ferkit.runtime.classifier import EnsembleClassifier, OnnxClassifier, load_model
 from ferkit.runtime.detect import Detection, FaceDetector, create_detector, to_gray
@@ -68,34 +68,18 @@ class Face:
 
 
 def crop_face(
-    image: np.ndarray, detection: Detection, size: int, margin: float = 0.1, align: bool = False
+    image: np.ndarray, detection: Detection, size: int, margin: float = DETECTOR_MARGIN, align: bool = False
 ) -> np.ndarray:
-    """Grey ``size``x``size`` crop around a detection with FER-2013-like framing.
+    """Grey ``size``x``size`` model input for a detection, framed by ``ferkit.framing.frame_face``.
 
     ``margin`` widens the box on every side (a fraction of its side). With ``align`` and two
-    eye landmarks the face is rotated so the eyes are level. Outside the image is filled by
-    replicating the border.
+    eye landmarks the face is rotated so the eyes are level.
     """
-    gray = to_gray(image)
-    x, y, w, h = detection.box
-    cx, cy = x + w / 2, y + h / 2
-    side = max(w, h) * (1 + 2 * margin)
     angle = 0.0
     if align and detection.landmarks is not None and len(detection.landmarks) >= 2:
         (lx, ly), (rx, ry) = detection.landmarks[:2]
         angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
-    # One affine warp: rotate about the box centre, scale the box side to ``size``.
-    scale = size / side
-    matrix = cv2.getRotationMatrix2D((cx, cy), angle, scale)
-    matrix[0, 2] += size / 2 - cx
-    matrix[1, 2] += size / 2 - cy
-    return cv2.warpAffine(
-        gray,
-        matrix,
-        (size, size),
-        flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
+    return frame_face(to_gray(image), detection.box, size, margin, angle)
 
 
 class Recognizer:
@@ -106,7 +90,7 @@ class Recognizer:
         model: str | os.PathLike | OnnxClassifier | EnsembleClassifier = "default",
         detector: str | FaceDetector = "auto",
         *,
-        margin: float = 0.1,
+        margin: float | None = None,
         align: bool = False,
         tta: str = "flip",
         min_face: int = 20,
@@ -121,6 +105,8 @@ class Recognizer:
                 detector_args.setdefault("min_size", min_face)
             detector = create_detector(detector, **detector_args)
         self.detector = detector
+        if margin is None:  # ready-made crops (detector "none") are framed as dataset readers do
+            margin = CROP_MARGIN if getattr(detector, "name", "") == "none" else DETECTOR_MARGIN
         self.margin, self.align, self.tta = margin, align, tta
 
     @property

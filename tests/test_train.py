@@ -417,3 +417,59 @@ def test_resume_extends_to_the_epochs_asked_for_even_the_default(tmp_path):
     assert saved["epochs"] == TrainConfig.epochs == 30  # was kept at 1
     done = fit(quick_cfg(tmp_path), resume=tmp_path / "run", dataset=data, epochs=1)
     assert done.epochs == 2  # never fewer than the epochs already done
+
+
+def test_onnx_weights_load_back_into_torch():
+    """A shipped ONNX model (fp32, and int8 dequantised) as a torch model computes the same."""
+    import numpy as np
+    import torch
+
+    from ferkit.card import ModelCard
+    from ferkit.models import create_model
+    from ferkit.runtime.catalog import resolve_model
+    from ferkit.runtime.classifier import load_model
+    from ferkit.train.onnx_init import onnx_state_dict
+
+    faces = learnable(n_per_class=10).images[:64]
+    for name, tolerance, agreement in (("fast", 1e-5, 1.0), ("tiny", 0.1, 0.95)):
+        path = resolve_model(name)
+        card = ModelCard.read(path)
+        model = create_model(card.architecture, **card.model_args)
+        model.load_state_dict(onnx_state_dict(path, model))
+        x = (
+            torch.from_numpy(faces).float()[:, None] / 255 - card.normalization["mean"]
+        ) / card.normalization["std"]
+        with torch.no_grad():
+            ours = torch.softmax(model.eval()(x), 1).numpy()
+        theirs = load_model(name).predict_proba(faces)
+        assert np.abs(ours - theirs).max() < tolerance, name
+        assert (ours.argmax(1) == theirs.argmax(1)).mean() >= agreement, name
+
+
+def test_fine_tune_from_a_shipped_model_head_first(tmp_path):
+    """--init fast takes the card's architecture, weights and normalisation; --unfreeze_at 1
+    trains only the head in epoch 1, then everything."""
+    import torch
+
+    from ferkit.card import ModelCard
+    from ferkit.models import create_model
+    from ferkit.runtime.catalog import resolve_model
+    from ferkit.train.checkpoint import load_checkpoint
+    from ferkit.train.onnx_init import onnx_state_dict
+
+    card = ModelCard.read(resolve_model("fast"))
+    original = create_model(card.architecture, **card.model_args)
+    original = onnx_state_dict(resolve_model("fast"), original)
+    ds = learnable(n_per_class=12)
+    cfg = quick_cfg(tmp_path, model="baseline_cnn", epochs=1, init="fast", unfreeze_at=1)
+    result = fit(cfg, dataset=ds)
+    ckpt = load_checkpoint(result.run_dir / "last.pt")
+    assert ckpt["model_name"] == card.architecture  # the card's, not --model
+    assert ckpt["preprocessing"]["mean"] == card.normalization["mean"]  # the weights' own
+    head = "head."
+    weights = {k: v for k, v in ckpt["model"].items() if k.endswith("weight")}
+    assert all(torch.equal(v, original[k]) for k, v in weights.items() if not k.startswith(head))
+    assert any(not torch.equal(v, original[k]) for k, v in weights.items() if k.startswith(head))
+    resumed = fit(quick_cfg(tmp_path), resume=result.run_dir, epochs=2, dataset=ds)
+    after = load_checkpoint(resumed.run_dir / "last.pt")["model"]
+    assert any(not torch.equal(after[k], original[k]) for k in weights if not k.startswith(head))

@@ -61,6 +61,7 @@ class TrainConfig:
     init: str | None = None  # checkpoint or state dict to start from (fine-tuning)
     init_backbone_only: bool = False  # drop the head of --init (new class set)
     freeze: list[str] = field(default_factory=list)  # parameter-name prefixes to freeze
+    unfreeze_at: int = 0  # >0: train only the head until this epoch, then everything (two-phase)
     backbone_lr_mult: float = 1.0  # discriminative LR: backbone LR = lr * this
     # optimisation
     epochs: int = 30

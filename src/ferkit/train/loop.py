@@ -15,6 +15,7 @@ so resuming after an interruption reproduces an uninterrupted run exactly. Side 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -47,7 +48,8 @@ from ferkit.train.epoch import (
     has_grouped_conv,
     train_one_epoch,
 )
-from ferkit.train.finetune import freeze, load_init_weights
+from ferkit.train.finetune import freeze, head_prefix, load_init_weights
+from ferkit.train.onnx_init import load_onnx_init, onnx_init_source
 from ferkit.train.optim import EMA, make_optimizer, make_scheduler
 from ferkit.utils import new_run_dir
 
@@ -133,6 +135,11 @@ def fit(
         cfg = saved
     else:
         run_dir = new_run_dir(cfg.out, cfg.name or cfg.model)
+    init_onnx = onnx_init_source(cfg.init) if cfg.init and ckpt is None else None
+    if init_onnx is not None:  # a shipped model or .onnx: its card names the architecture
+        card = init_onnx[1]
+        cfg.model = card.architecture
+        cfg.model_args = {k: v for k, v in card.model_args.items() if k not in ("num_classes", "in_chans")}
     if cfg.model not in list_models():  # before the data is loaded: a typo fails at once
         raise UnknownNameError("model architecture", cfg.model, list_models())
     device, rank = setup_distributed(resolve_device(cfg.device))[::-1]
@@ -144,12 +151,20 @@ def fit(
         )
     precision = resolve_precision(cfg.precision, device)
     data = prepare_data(cfg, device, dataset)
+    if init_onnx is not None and init_onnx[1].normalization.get("mean") is not None:
+        # Fine-tuning keeps the pixel normalisation the weights were trained with.
+        norm = init_onnx[1].normalization
+        data = dataclasses.replace(data, mean=float(norm["mean"]), std=float(norm["std"]))
     num_classes = len(data.label_set)
     torch.manual_seed(cfg.seed)
     model = create_model(
         cfg.model, num_classes=num_classes, in_chans=data.train.images.shape[1], **cfg.model_args
     )
-    if cfg.init and ckpt is None:
+    if init_onnx is not None:
+        path, card = init_onnx
+        summary = load_onnx_init(model, path, card, tuple(data.label_set.names), cfg.init_backbone_only)
+        _log(f"init from {cfg.init}: {summary}", rank)
+    elif cfg.init and ckpt is None:
         report = load_init_weights(model, cfg.init, backbone_only=cfg.init_backbone_only)
         _log(f"init from {cfg.init}: {report.summary()}", rank)
     if cfg.freeze:
@@ -200,6 +215,8 @@ def fit(
     try:
         while state.epoch < cfg.epochs and not state.stop:
             epoch_start = time.perf_counter()
+            if cfg.unfreeze_at:
+                _head_only(model, state.epoch < cfg.unfreeze_at, cfg.freeze)
             stats = _run_epoch(state, train_model)
             state.epoch += 1
             eval_model = _ema_model(state) if ema is not None else model
@@ -257,6 +274,15 @@ def _ema_model(state: TrainState) -> nn.Module:
     model = copy.deepcopy(state.model)
     model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in state.ema.shadow.items()})  # type: ignore[union-attr]
     return model
+
+
+def _head_only(model: nn.Module, head_only: bool, frozen: list[str]) -> None:
+    """--unfreeze_at: before that epoch only the head learns; from it, everything not --freeze'd."""
+    head = head_prefix(model) + "."
+    for name, p in model.named_parameters():
+        p.requires_grad_(
+            name.startswith(head) or (not head_only and not any(name.startswith(f) for f in frozen))
+        )
 
 
 def _run_epoch(state: TrainState, model: nn.Module) -> EpochStats:

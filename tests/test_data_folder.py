@@ -107,3 +107,17 @@ def test_empty_folder_and_bad_zip(tmp_path):
     bad.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(DataError, match="not a readable zip"):
         load_dataset(bad)
+
+
+def test_roles_match_split_names_in_any_case_and_missing_ones_are_clear(tmp_path):
+    import cv2
+
+    from ferkit.errors import DataError
+
+    for split in ("Train", "Val"):  # SFEW's names
+        (tmp_path / split / "Happy").mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / split / "Happy" / "a.png"), np.full((60, 50), 128, np.uint8))
+    ds = read_image_folder(tmp_path)
+    assert ds.split_for("train") == "Train" and len(ds.pick("val")) == 1
+    with pytest.raises(DataError, match="no split for role 'test'.*splits are Train, Val"):
+        ds.pick("test")

@@ -62,6 +62,13 @@ class DataError(FerkitError, ValueError):
         super().__init__(f"{where}: {problem}")
 
 
+class SplitError(DataError, KeyError):
+    """A split (``PrivateTest``) or role (``test``) the dataset does not have; lists those it has."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
 @dataclass(frozen=True)
 class Skipped:
     """One input item left out under ``on_error='skip'``, and why."""

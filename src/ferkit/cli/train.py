@@ -18,7 +18,9 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Run folder to continue (its last.pt)."),
     out: Optional[str] = typer.Option(None, help="Run folder (default ~/.cache/ferkit/runs/<model>-<time>)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs (with --resume: extend the run to this many)."),
-    init: Optional[str] = typer.Option(None, help="Start from a shipped model (accurate...), a ferkit .onnx, a checkpoint or a state dict (fine-tuning)."),
+    init: Optional[str] = typer.Option(
+        None, help="Start from a shipped model name, an .onnx, a checkpoint or a state dict."
+    ),
     extra_data: Optional[str] = typer.Option(None, help=".npz of extra training images with labels."),
 ) -> None:
     """Train a model. Any config key can be set as --key value (e.g. --lr 0.05 --augment.rotate 15).

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ferkit.errors import Skipped
+from ferkit.errors import Skipped, SplitError
 from ferkit.labels import LabelSet, apply_variant
 
 # Split names readers produce, by the role they play. FER-2013 names first: benchmarks
@@ -85,26 +85,27 @@ class FaceDataset:
         )
 
     def split_for(self, role: str) -> str | None:
-        """The split that plays ``role`` (train / val / test) here, or None."""
+        """The split that plays ``role`` (train / val / test) here, or None (names match in any case)."""
         if role not in SPLIT_ROLES:
-            raise KeyError(f"unknown split role {role!r}; roles are {list(SPLIT_ROLES)}")
-        present = set(self.splits.tolist())
-        return next((name for name in SPLIT_ROLES[role] if name in present), None)
+            raise SplitError(self.source, f"unknown split role {role!r}; roles are {list(SPLIT_ROLES)}")
+        present = {name.lower(): name for name in self.split_names}
+        return next((present[n.lower()] for n in SPLIT_ROLES[role] if n.lower() in present), None)
 
     def pick(self, name: str) -> FaceDataset:
         """The samples of one split, by exact name (``Training``, ``PrivateTest``...) or by role
-        (``train``, ``val``, ``test``); errors list the splits there are."""
+        (``train``, ``val``, ``test``); a ``SplitError`` lists the splits there are."""
         present = set(self.splits.tolist())
         if name not in present and name in SPLIT_ROLES:
             found = self.split_for(name)
             if found is None:
-                raise KeyError(
-                    f"{self.source}: no split for role {name!r} (looked for {SPLIT_ROLES[name]}); "
-                    f"splits are {self.split_names}"
+                raise SplitError(
+                    self.source,
+                    f"no split for role {name!r} (looked for {', '.join(SPLIT_ROLES[name])}); "
+                    f"splits are {', '.join(self.split_names)}",
                 )
             name = found
         if name not in present:
-            raise KeyError(f"{self.source}: no split {name!r}; splits are {self.split_names}")
+            raise SplitError(self.source, f"no split {name!r}; splits are {', '.join(self.split_names)}")
         return self.subset(np.flatnonzero(self.splits == name))
 
     def class_counts(self) -> dict[str, dict[str, int]]:

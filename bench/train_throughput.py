@@ -41,11 +41,11 @@ def measure(
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model)
     warm = TrainData(_slice(data.train, 2 * batch_size), data.val, None, data.label_set, data.mean, data.std)
-    train_one_epoch(model, warm, optimizer, None, cfg, 0, device, precision)  # warm-up (2 steps)
+    train_one_epoch(model, warm, optimizer, cfg, epoch=0, device=device, precision=precision)  # warm-up
     timed = TrainData(
         _slice(data.train, batches * batch_size), data.val, None, data.label_set, data.mean, data.std
     )
-    stats = train_one_epoch(model, timed, optimizer, None, cfg, 1, device, precision)
+    stats = train_one_epoch(model, timed, optimizer, cfg, epoch=1, device=device, precision=precision)
     return stats.images_per_s
 
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    stats = train_one_epoch(model, data.train, data, optimizer, scheduler, device, cfg, epoch)
+    stats = train_one_epoch(model, data, optimizer, cfg, epoch=0, device=device, precision="bf16")
     loss, accuracy, probs = evaluate_split(model, data.val, data, device, "bf16", cfg)
 """
 
@@ -43,11 +43,12 @@ def train_one_epoch(
     model: nn.Module,
     data: TrainData,
     optimizer: torch.optim.Optimizer,
-    scheduler: Any,
     cfg: TrainConfig,
+    *,
     epoch: int,
     device: torch.device,
     precision: str,
+    scheduler: Any = None,
     ema: EMA | None = None,
     on_batch: Callable[[int, int, float, float], None] | None = None,
     shard: Dist = Dist(),

@@ -122,19 +122,7 @@ def fit(
     """
     from ferkit.train.callbacks import default_callbacks, final_evaluation
 
-    ckpt = None
-    if resume is not None:
-        run_dir = Path(resume)
-        ckpt = load_checkpoint(run_dir / "last.pt")
-        saved = config_from_dict(ckpt["config"])
-        if epochs is not None:  # asked for explicitly, even when it equals the class default
-            saved.epochs = max(epochs, int(ckpt["epoch"]))
-        elif cfg.epochs != TrainConfig.epochs:
-            saved.epochs = max(saved.epochs, cfg.epochs)
-        saved.progress = cfg.progress
-        cfg = saved
-    else:
-        run_dir = new_run_dir(cfg.out, cfg.name or cfg.model)
+    cfg, run_dir, ckpt = _open_run(cfg, resume, epochs)
     init_onnx = onnx_init_source(cfg.init) if cfg.init and ckpt is None else None
     if init_onnx is not None:  # a shipped model or .onnx: its card names the architecture
         card = init_onnx[1]
@@ -184,17 +172,7 @@ def fit(
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
     state = TrainState(cfg, run_dir, model, optimizer, scheduler, ema, data, device, precision, dist=rank)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None and ckpt.get("scheduler") is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        if ema is not None and ckpt.get("ema") is not None:
-            ema.load_state_dict(ckpt["ema"])
-        state.epoch = int(ckpt["epoch"])
-        state.history = list(ckpt.get("history", []))
-        state.best_val_accuracy = float(ckpt.get("best_val_accuracy", -1))
-        state.best_epoch = int(ckpt.get("best_epoch", 0))
-        _log(f"resuming {run_dir} after epoch {state.epoch}/{cfg.epochs}", rank)
+        _restore(state, ckpt)
     if rank.main:
         save_config(cfg, run_dir / "config.yaml")
     train_model = torch.compile(model) if cfg.compile else model
@@ -219,27 +197,7 @@ def fit(
                 _head_only(model, state.epoch < cfg.unfreeze_at, cfg.freeze)
             stats = _run_epoch(state, train_model)
             state.epoch += 1
-            eval_model = _ema_model(state) if ema is not None else model
-            val_loss, val_acc, _ = evaluate_split(eval_model, data.val, data, device, precision, cfg)
-            if cfg.schedule == "plateau":
-                scheduler.step(val_acc)
-            row = {
-                "epoch": state.epoch,
-                "train_loss": stats.loss,
-                "train_acc": stats.accuracy,
-                "val_loss": val_loss,
-                "val_acc": val_acc,
-                "lr": optimizer.param_groups[0]["lr"],
-                "seconds": time.perf_counter() - epoch_start,  # training + validation
-                "img_per_s": stats.images_per_s,
-            }
-            state.history.append(row)
-            _log(
-                f"epoch {state.epoch}/{cfg.epochs}  loss {stats.loss:.4f}  acc {stats.accuracy:.4f}  "
-                f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  "
-                f"{stats.images_per_s:.0f} img/s  {stats.seconds:.0f}s",
-                rank,
-            )
+            _validate(state, model, stats, epoch_start)
             for hook in hooks:
                 hook(state)
             if rank.world > 1:  # early stopping is decided on rank 0
@@ -276,6 +234,67 @@ def _ema_model(state: TrainState) -> nn.Module:
     return model
 
 
+def _validate(state: TrainState, model: nn.Module, stats: EpochStats, epoch_start: float) -> None:
+    """After an epoch: validation (on the EMA weights when kept), the metrics row, the log line."""
+    cfg = state.cfg
+    eval_model = _ema_model(state) if state.ema is not None else model
+    val_loss, val_acc, _ = evaluate_split(
+        eval_model, state.data.val, state.data, state.device, state.precision, cfg
+    )
+    if cfg.schedule == "plateau":
+        state.scheduler.step(val_acc)
+    row = {
+        "epoch": state.epoch,
+        "train_loss": stats.loss,
+        "train_acc": stats.accuracy,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "lr": state.optimizer.param_groups[0]["lr"],
+        "seconds": time.perf_counter() - epoch_start,  # training + validation
+        "img_per_s": stats.images_per_s,
+    }
+    state.history.append(row)
+    _log(
+        f"epoch {state.epoch}/{cfg.epochs}  loss {stats.loss:.4f}  acc {stats.accuracy:.4f}  "
+        f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  "
+        f"{stats.images_per_s:.0f} img/s  {stats.seconds:.0f}s",
+        state.dist,
+    )
+
+
+def _open_run(cfg: TrainConfig, resume, epochs: int | None) -> tuple[TrainConfig, Path, dict | None]:
+    """A new run folder, or the run to continue with its own config (``epochs`` extends it)."""
+    ckpt = None
+    if resume is not None:
+        run_dir = Path(resume)
+        ckpt = load_checkpoint(run_dir / "last.pt")
+        saved = config_from_dict(ckpt["config"])
+        if epochs is not None:  # asked for explicitly, even when it equals the class default
+            saved.epochs = max(epochs, int(ckpt["epoch"]))
+        elif cfg.epochs != TrainConfig.epochs:
+            saved.epochs = max(saved.epochs, cfg.epochs)
+        saved.progress = cfg.progress
+        cfg = saved
+    else:
+        run_dir = new_run_dir(cfg.out, cfg.name or cfg.model)
+    return cfg, run_dir, ckpt
+
+
+def _restore(state: TrainState, ckpt: dict) -> None:
+    """Weights, optimizer, schedule, EMA and history of the run being resumed."""
+    state.model.load_state_dict(ckpt["model"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    if state.scheduler is not None and ckpt.get("scheduler") is not None:
+        state.scheduler.load_state_dict(ckpt["scheduler"])
+    if state.ema is not None and ckpt.get("ema") is not None:
+        state.ema.load_state_dict(ckpt["ema"])
+    state.epoch = int(ckpt["epoch"])
+    state.history = list(ckpt.get("history", []))
+    state.best_val_accuracy = float(ckpt.get("best_val_accuracy", -1))
+    state.best_epoch = int(ckpt.get("best_epoch", 0))
+    _log(f"resuming {state.run_dir} after epoch {state.epoch}/{state.cfg.epochs}", state.dist)
+
+
 def _head_only(model: nn.Module, head_only: bool, frozen: list[str]) -> None:
     """--unfreeze_at: before that epoch only the head learns; from it, everything not --freeze'd."""
     head = head_prefix(model) + "."
@@ -299,14 +318,14 @@ def _run_epoch(state: TrainState, model: nn.Module) -> EpochStats:
             model,
             state.data,
             state.optimizer,
-            state.scheduler,
             cfg,
-            state.epoch,
-            state.device,
-            state.precision,
-            state.ema,
-            on_batch,
-            state.dist,
+            epoch=state.epoch,
+            device=state.device,
+            precision=state.precision,
+            scheduler=state.scheduler,
+            ema=state.ema,
+            on_batch=on_batch,
+            shard=state.dist,
         )
 
 

@@ -60,9 +60,32 @@ def _adapt(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
+def fetch_state_dict(url: str) -> dict[str, torch.Tensor]:
+    """A state dict from an ``https://`` (or ``file://``) URL, cached under ~/.cache/ferkit/hub.
+
+    Downloads through ``torch.hub.load_state_dict_from_url`` with hash checking: a file named
+    ``name-<sha256 prefix>.pth`` (as torchvision's are) must match that prefix.
+    """
+    from ferkit.errors import FerkitError
+    from ferkit.utils import cache_dir
+
+    try:
+        state = torch.hub.load_state_dict_from_url(
+            url, model_dir=str(cache_dir("hub")), map_location="cpu", check_hash=True, progress=False
+        )
+    except RuntimeError as exc:  # torch.hub's hash mismatch
+        raise FerkitError(f"{url}: {exc}") from exc
+    except OSError as exc:  # URLError, HTTPError, no such file
+        raise FerkitError(f"{url}: cannot download ({exc})") from exc
+    return state.get("model", state) if isinstance(state, dict) else state
+
+
 def load_init_weights(model: nn.Module, path: str, *, backbone_only: bool = False) -> InitReport:
-    ckpt = load_checkpoint(path)
-    state = ckpt["model"]
+    """Copy matching tensors from a checkpoint, a state dict file or a URL into ``model``."""
+    if path.startswith(("https://", "http://", "file://")):
+        state = fetch_state_dict(path)
+    else:
+        state = load_checkpoint(path)["model"]
     state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
     target = model.state_dict()
     head = head_prefix(model) + "."

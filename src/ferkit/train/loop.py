@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ferkit.data import FaceDataset
-from ferkit.errors import UnknownNameError
+from ferkit.errors import FerkitError, UnknownNameError
 from ferkit.models import create_model, list_models
 from ferkit.progress import batch_progress
 from ferkit.train.checkpoint import load_checkpoint
@@ -123,6 +123,14 @@ def fit(
     from ferkit.train.callbacks import default_callbacks, final_evaluation
 
     cfg, run_dir, ckpt = _open_run(cfg, resume, epochs)
+    if cfg.init == "imagenet" and ckpt is None:  # torchvision's published weights for this model
+        from ferkit.models.imagenet import IMAGENET_WEIGHTS
+
+        if cfg.model not in IMAGENET_WEIGHTS:
+            raise FerkitError(
+                f"--init imagenet: no ImageNet weights for {cfg.model}; for: {', '.join(IMAGENET_WEIGHTS)}"
+            )
+        cfg.init, cfg.init_backbone_only = IMAGENET_WEIGHTS[cfg.model], True
     init_onnx = onnx_init_source(cfg.init) if cfg.init and ckpt is None else None
     if init_onnx is not None:  # a shipped model or .onnx: its card names the architecture
         card = init_onnx[1]

@@ -14,6 +14,7 @@ rewrites its card's metrics (ONNX metadata and the JSON beside it) from the int8
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ferkit.card import metrics_from_eval
+from ferkit.card import ModelCard, metrics_from_eval
 from ferkit.data import load_dataset
 from ferkit.evaluate.run import evaluate_models
 from ferkit.export import quantize_int8
@@ -42,18 +43,17 @@ def evaluate(model: str, data: Path) -> dict[str, dict]:
 
 def ship(name: str, int8_path: Path, int8_metrics: dict[str, dict]) -> None:
     """Replace weights/NAME.onnx by the int8 file; the card's measured metrics follow it."""
-    card_path = WEIGHTS_DIR / f"{name}.json"
-    card = json.loads(card_path.read_text())
-    card["metrics"] = {k: v for k, v in card["metrics"].items() if not k.startswith("PrivateTest")}
-    card["metrics"].update(int8_metrics)
-    card["quantization"] = "int8 static QDQ, per-channel weights (bench/int8.py)"
+    card = ModelCard.read_json(WEIGHTS_DIR / f"{name}.json")
+    metrics = {k: v for k, v in card.metrics.items() if not k.startswith("PrivateTest")} | int8_metrics
+    extra = card.extra | {"quantization": "int8 static QDQ, per-channel weights (bench/int8.py)"}
+    card = dataclasses.replace(card, metrics=metrics, extra=extra)
     model = onnx.load(str(int8_path))
-    for entry in model.metadata_props:
-        if entry.key == "metrics":
-            entry.value = json.dumps(card["metrics"])
+    del model.metadata_props[:]
+    for key, value in card.to_metadata().items():
+        model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(int8_path))
     shutil.move(int8_path, WEIGHTS_DIR / f"{name}.onnx")
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    card.write_json(WEIGHTS_DIR / f"{name}.json")
 
 
 def main() -> None:

@@ -46,7 +46,10 @@ def list_cmd(input_size: int = typer.Option(48, help="Input side for the archite
     try:
         from ferkit.models import list_models, model_stats
     except ModuleNotFoundError as exc:  # torch: the [train] extra
-        console.print(f'Architectures: pip install ".[train]" torch==2.13.0 to list and train them ({exc})')
+        console.print(  # markup off: [train] is text
+            f'Architectures: pip install "ferkit[train]" torch==2.13.0 to list and train them ({exc})',
+            markup=False,
+        )
         return
     table = Table(title=f"Architectures (ferkit train --model NAME; MACs at {input_size}x{input_size}, grey)")
     for col in ("architecture", "parameters", "size (MB, fp32)", "MMACs"):

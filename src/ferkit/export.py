@@ -12,6 +12,7 @@ need only numpy. ``metadata_props`` carry the model card (``ferkit.card.ModelCar
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -70,18 +71,25 @@ def export_onnx(
     size = int(pre["input_size"])
     example = torch.rand(2, chans, size, size)
     out = Path(out)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            wrapped,
-            (example,),
-            dynamo=True,
-            input_names=["pixels"],
-            output_names=["probabilities"],
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-            opset_version=OPSET,
-            verbose=False,
-        )
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    if not os.environ.get("FERKIT_VERBOSE"):  # "torchvision is not installed. Skipping ..." lines
+        exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                wrapped,
+                (example,),
+                dynamo=True,
+                input_names=["pixels"],
+                output_names=["probabilities"],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                opset_version=OPSET,
+                verbose=False,
+            )
+    finally:
+        exporter_log.setLevel(level)
     proto = program.model_proto
     proto.doc_string = f"ferkit {ckpt['model_name']} facial expression classifier"
     del proto.metadata_props[:]

@@ -20,10 +20,10 @@ with open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), "rb") as _
 
 
 @pytest.fixture(scope="module")
-def client():
-    return TestClient(
-        create_app(AppConfig(max_upload_bytes=200_000, workers=2, allowed_hosts=("testserver",)))
-    )
+def client(tmp_path_factory):
+    games = str(tmp_path_factory.mktemp("games") / "mirror.db")  # this module's games only
+    config = AppConfig(max_upload_bytes=200_000, workers=2, allowed_hosts=("testserver",), game_db=games)
+    return TestClient(create_app(config))
 
 
 def post(client, data: bytes, name="photo.jpg", ctype="image/jpeg", **params):
@@ -33,7 +33,12 @@ def post(client, data: bytes, name="photo.jpg", ctype="image/jpeg", **params):
 def test_health_and_models(client):
     assert client.get("/healthz").json()["status"] == "ok"
     info = client.get("/api/v1/models").json()
-    assert info["default"] == "fast" and info["models"][0]["metrics"]["PrivateTest"]["accuracy"] > 0.6
+    from ferkit.runtime.catalog import default_model_name
+
+    assert info["default"] == default_model_name() and info["serving"]["model"].endswith(
+        f"{info['default']}.onnx"
+    )
+    assert info["models"][0]["metrics"]["PrivateTest"]["accuracy"] > 0.6
     assert "/api/v1/analyze" in client.get("/openapi.json").json()["paths"]
 
 

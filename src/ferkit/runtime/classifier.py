@@ -100,7 +100,9 @@ class OnnxClassifier(_Carded):
             self.session.run(None, {self.input_name: x[i : i + batch_size]})[0]
             for i in range(0, len(x), batch_size)
         ]
-        return np.concatenate(out).astype(np.float32)
+        probs = np.concatenate(out).astype(np.float32)
+        # int8 files quantise the softmax output too (steps of 1/255): rows may sum to 0.99.
+        return probs / np.maximum(probs.sum(1, keepdims=True), 1e-12)
 
 
 class EnsembleClassifier(_Carded):

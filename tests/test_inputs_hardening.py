@@ -170,7 +170,7 @@ def test_clean_one_line_errors(args, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--model", "resnet99"], "unknown model architecture 'resnet99'; did you mean 'resnet50' or 'resnet34_fer'"),
+        (["--model", "resnet99"], "unknown model architecture 'resnet99'; did you mean 'resnet50'"),
         (["--model", "vgg_fer", "--data", "missing.csv"], "missing.csv: file or folder not found"),
         (["--model", "vgg_fer", "--batch_size", "0"], "must be positive"),
     ],

@@ -11,23 +11,10 @@ ONNX files never come here: ``load_model`` runs them on ONNX Runtime alone.
 from __future__ import annotations
 
 import os
-from typing import Protocol
 
 import numpy as np
 
 from ferkit.errors import ModelError
-
-
-class Predictor(Protocol):
-    name: str
-
-    @property
-    def labels(self) -> tuple[str, ...]: ...
-
-    @property
-    def input_size(self) -> int: ...
-
-    def predict_proba(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray: ...
 
 
 class TorchPredictor:

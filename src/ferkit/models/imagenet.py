@@ -21,58 +21,7 @@ import math
 from torch import Tensor, nn
 
 from ferkit.models.registry import register_model
-
-
-# ----------------------------------------------------------------------------- ResNet-50
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, cin: int, width: int, stride: int = 1):
-        super().__init__()
-        cout = width * self.expansion
-        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample: nn.Module | None = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + identity)
-
-
-class ResNet50(nn.Module):
-    head_name = "fc"
-
-    def __init__(self, num_classes: int = 1000, in_chans: int = 3):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_chans, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        cin = 64
-        for i, (width, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3), strict=True)):
-            layer = [Bottleneck(cin, width, 1 if i == 0 else 2)]
-            cin = width * Bottleneck.expansion
-            layer += [Bottleneck(cin, width) for _ in range(blocks - 1)]
-            setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(2048, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(self.avgpool(x).flatten(1))
+from ferkit.models.resnet import Bottleneck, ResNetFer
 
 
 # ----------------------------------------------------------------------------- VGG-16 (BN)
@@ -282,7 +231,9 @@ class EfficientNetB0(nn.Module):
 
 @register_model
 def resnet50(num_classes: int = 7, in_chans: int = 1, **kwargs) -> nn.Module:
-    return ResNet50(num_classes, in_chans, **kwargs)
+    """torchvision's ResNet-50: ImageNet stem, bottleneck blocks, no dropout (a ResNetFer)."""
+    kwargs = {"stem": "imagenet", "dropout": 0.0} | kwargs
+    return ResNetFer((3, 4, 6, 3), num_classes, in_chans, block=Bottleneck, **kwargs)
 
 
 @register_model

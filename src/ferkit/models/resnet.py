@@ -38,6 +38,30 @@ class BasicBlock(nn.Module):
         return self.relu(out + identity)
 
 
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, width: int, stride: int = 1):
+        super().__init__()
+        cout = width * self.expansion
+        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
+
+
 class ResNetFer(nn.Module):
     head_name = "fc"
 
@@ -48,6 +72,7 @@ class ResNetFer(nn.Module):
         in_chans: int = 1,
         stem: str = "face48",
         dropout: float = 0.2,
+        block: type[nn.Module] = BasicBlock,
     ):
         super().__init__()
         if stem == "face48":  # keep resolution: 48 -> 48 -> 24 -> 12 -> 6
@@ -60,20 +85,22 @@ class ResNetFer(nn.Module):
             raise ValueError(f"unknown stem {stem!r}; choose 'face48' or 'imagenet'")
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
-        widths, cin = (64, 128, 256, 512), 64
+        widths, cin, grow = (64, 128, 256, 512), 64, block.expansion
         for i, (w, n) in enumerate(zip(widths, layers, strict=True)):
-            blocks = [BasicBlock(cin, w, 1 if i == 0 else 2)] + [BasicBlock(w, w) for _ in range(n - 1)]
+            blocks = [block(cin, w, 1 if i == 0 else 2)] + [block(w * grow, w) for _ in range(n - 1)]
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
-            cin = w
+            cin = w * grow
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(512, num_classes)
+        self.fc = nn.Linear(512 * grow, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         for m in self.modules():  # zero-init the last BN of each block: starts as identity
             if isinstance(m, BasicBlock):
                 nn.init.zeros_(m.bn2.weight)
+            elif isinstance(m, Bottleneck):
+                nn.init.zeros_(m.bn3.weight)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

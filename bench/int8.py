@@ -2,13 +2,15 @@
 
 Usage::
 
-    python bench/int8.py [--models accurate ferplus fast tiny] [--ship]
+    python bench/int8.py [--models accurate ferplus fast tiny] [--ship] [--fp32 DIR]
 
 Each shipped ONNX model is quantised (static QDQ, per-channel weights; 512 Training faces
 calibrate the activations) and both versions are evaluated on PrivateTest, plain and with
 flip TTA (FER+ models on the FER+ majority labels). ``--ship`` replaces a shipped fp32
 file by its int8 version where int8 costs at most ``--max-drop`` points in both, and
 rewrites its card's metrics (ONNX metadata and the JSON beside it) from the int8 run.
+A model shipped as int8 already is skipped unless ``--fp32 DIR`` holds its fp32 original
+(``DIR/NAME.onnx``: ``ferkit export RUN`` or the file from git history) to quantise again.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED)
     parser.add_argument("--max-drop", type=float, default=0.2, help="points of accuracy int8 may cost")
     parser.add_argument("--ship", action="store_true")
+    parser.add_argument("--fp32", type=Path, help="folder of fp32 originals of models shipped as int8")
     args = parser.parse_args()
     fer = load_dataset(args.data / "fer2013.tar.gz")
     train = fer.pick("train")
@@ -73,8 +76,10 @@ def main() -> None:
         fp32_path = WEIGHTS_DIR / f"{name}.onnx"
         card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
         if "quantization" in card:
-            print(f"| {name} | already int8 | | | | | | |")
-            continue
+            if not (args.fp32 and (args.fp32 / f"{name}.onnx").is_file()):
+                print(f"| {name} | already int8 | | | | | | |")
+                continue
+            fp32_path = args.fp32 / f"{name}.onnx"
         data = args.data / ("fer2013new.csv" if card.get("label_set") == "ferplus" else "fer2013.tar.gz")
         int8_path = scratch / f"{name}.onnx"
         test = load_dataset(data).pick("test")

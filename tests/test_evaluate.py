@@ -97,6 +97,17 @@ def test_label_variants_and_mismatch():
         align_probs(np.ones((1, 6)) / 6, FER2013_NO_DISGUST.names, FER2013)
 
 
+def test_ignored_model_classes_are_dropped_and_renormalised():
+    probs = np.array([[0.1, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.2]])  # FER+ order, contempt last
+    with pytest.raises(LabelMismatchError, match="--ignore contempt drops it"):
+        align_probs(probs, FERPLUS.names, FER2013)
+    out = align_probs(probs, FERPLUS.names, FER2013, ignore=["contempt"])
+    assert out.sum() == pytest.approx(1)
+    assert out[0, FER2013.index("happy")] == pytest.approx(0.2 / 0.8)
+    with pytest.raises(LabelMismatchError, match="no class"):
+        align_probs(probs, FERPLUS.names, FER2013, ignore=["boredom"])
+
+
 def test_bad_model_paths(tmp_path):
     with pytest.raises(ModelError, match="not a model"):
         load_model("no_such_model_name")
@@ -192,6 +203,14 @@ def test_int8_quantisation_keeps_card_and_accuracy(trained, tmp_path):
     assert clf.labels == load_model(onnx_path).labels
     assert clf.card.extra["quantization"].startswith("int8")
     assert abs(q.int8_accuracy - q.fp32_accuracy) <= 0.1
+    # the softmax stays in float: quantised probabilities came in steps of 1/255
+    import onnx
+
+    graph = onnx.load(str(q.path)).graph
+    softmax = [n for n in graph.node if n.op_type == "Softmax"]
+    assert softmax and not any(n.op_type == "QuantizeLinear" and n.input[0] in softmax[0].output for n in graph.node)
+    p = clf.session.run(None, {clf.input_name: clf.prepare(val.images[:32])})[0]
+    assert np.allclose(p.sum(1), 1, atol=1e-5)
 
 
 def test_report_without_matplotlib_skips_plots(trained, tmp_path, monkeypatch, capsys):

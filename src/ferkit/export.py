@@ -151,6 +151,9 @@ def quantize_int8(
     with atomic_path(out) as tmp, tempfile.TemporaryDirectory() as scratch:
         pre = Path(scratch, "pre.onnx")  # shapes inferred, graph optimised: what quantisation wants
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        # the softmax stays float: quantised, probabilities come in steps of 1/255 and rows
+        # sum to ~0.99 (confidence thresholds and ensembles read them)
+        softmax = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Softmax"]
         quantize_static(
             str(pre),
             str(tmp),
@@ -159,6 +162,7 @@ def quantize_int8(
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=softmax,
         )
         model = onnx.load(str(tmp))
         del model.metadata_props[:]

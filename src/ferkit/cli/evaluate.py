@@ -21,6 +21,9 @@ def eval_cmd(
     split: str = typer.Option("PrivateTest", help="Split to report (benchmarks: PrivateTest)."),
     tta: str = typer.Option("none", help="Test-time augmentation: none, flip, tencrop."),
     labels: str = typer.Option("fer2013", help="fer2013, no-disgust or merge-disgust."),
+    ignore: list[str] = typer.Option(
+        [], help="Model classes the data lacks, dropped before scoring (e.g. contempt for FER+ models)."
+    ),
     fit_weights: bool = typer.Option(
         False, help="Fit ensemble weights on PublicTest (never on the test split)."
     ),
@@ -32,7 +35,13 @@ def eval_cmd(
     from ferkit.evaluate.run import evaluate_models, write_report
 
     result = evaluate_models(
-        list(models), data, split=split, tta=tta, variant=labels, fit_ensemble_weights=fit_weights
+        list(models),
+        data,
+        split=split,
+        tta=tta,
+        variant=labels,
+        fit_ensemble_weights=fit_weights,
+        ignore=ignore,
     )
     table = Table(title=f"{split} ({labels}, TTA {tta})")
     for col in ("model", "accuracy", "95% CI", "macro-F1", "balanced", "top-2", "ECE", "ms/face"):

@@ -22,15 +22,25 @@ def align_probs(
     target: LabelSet,
     variant: str = "fer2013",
     source: str = "model",
+    ignore: tuple[str, ...] | list[str] = (),
 ) -> np.ndarray:
     """(N, K_model) -> (N, K_target): columns summed into the target's classes, in its order.
 
     ``merge-disgust`` adds disgust's probability to angry; ``no-disgust`` drops the disgust
     column and renormalises. A model class the target cannot hold, or a target class the
-    model never predicts, is an error naming both label sets.
+    model never predicts, is an error naming both label sets. ``ignore`` names model classes
+    to drop the same way (e.g. FER+'s contempt on 7-class data); naming a class the model
+    does not have is an error too.
     """
     merge = _MERGE.get(variant, {})
-    drop = _DROP.get(variant, set())
+    model_keys = {canonical_emotion(n) or n for n in model_labels}
+    ignored = {canonical_emotion(n) or n for n in ignore}
+    unknown = sorted(ignored - model_keys)
+    if unknown:
+        raise LabelMismatchError(
+            f"{source} has no class {unknown} to ignore (model labels: {list(model_labels)})"
+        )
+    drop = _DROP.get(variant, set()) | ignored
     target_keys = [canonical_emotion(n) or n for n in target.names]
     out = np.zeros((len(probs), len(target)), np.float64)
     covered = set()
@@ -42,7 +52,7 @@ def align_probs(
         if key not in target_keys:
             raise LabelMismatchError(
                 f"{source} predicts {name!r}, which the evaluation labels {list(target.names)} lack "
-                f"(model labels: {list(model_labels)})"
+                f"(model labels: {list(model_labels)}; --ignore {name} drops it)"
             )
         i = target_keys.index(key)
         out[:, i] += probs[:, j]

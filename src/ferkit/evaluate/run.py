@@ -58,6 +58,7 @@ class EvalResult:
     labels: list[str]
     variant: str
     entries: list[EvalEntry]
+    ignored: list[str] = field(default_factory=list)  # model classes dropped before scoring
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,6 +88,7 @@ def evaluate_models(
     variant: str = "fer2013",
     fit_ensemble_weights: bool = False,
     val_split: str = "PublicTest",
+    ignore: tuple[str, ...] | list[str] = (),
 ) -> EvalResult:
     if not models:
         raise FerkitError("give at least one model to evaluate")
@@ -106,7 +108,7 @@ def evaluate_models(
         start = time.perf_counter()
         raw = predict_tta(predictor, test.images, tta)
         ms = (time.perf_counter() - start) * 1000 / max(len(test), 1)
-        probs = align_probs(raw, predictor.labels, label_set, variant, source=predictor.name)
+        probs = align_probs(raw, predictor.labels, label_set, variant, source=predictor.name, ignore=ignore)
         test_probs.append(probs)
         card = predictor.card.to_dict() if getattr(predictor, "card", None) else {}
         entries.append(
@@ -114,7 +116,13 @@ def evaluate_models(
         )
         if val is not None:
             val_probs.append(
-                align_probs(predict_tta(predictor, val.images, tta), predictor.labels, label_set, variant)
+                align_probs(
+                    predict_tta(predictor, val.images, tta),
+                    predictor.labels,
+                    label_set,
+                    variant,
+                    ignore=ignore,
+                )
             )
     if len(predictors) > 1:
         weights = fit_weights(val_probs, val.labels) if val is not None else None
@@ -122,14 +130,17 @@ def evaluate_models(
         w = [float(x) for x in (weights if weights is not None else np.full(len(models), 1 / len(models)))]
         name = "ensemble (weights fitted on " + val_split + ")" if weights is not None else "ensemble (mean)"
         entries.append(_entry(name, test.labels, ens, list(label_set.names), weights=w))
-    return EvalResult(str(getattr(data, "source", data)), split, tta, list(label_set.names), variant, entries)
+    return EvalResult(
+        str(getattr(data, "source", data)), split, tta, list(label_set.names), variant, entries, list(ignore)
+    )
 
 
 def markdown_report(result: EvalResult) -> str:
     lines = [
         f"# Evaluation on {result.split} ({result.variant} labels, TTA: {result.tta})",
         "",
-        f"Data: `{result.data}`",
+        f"Data: `{result.data}`"
+        + (f" (model classes ignored: {', '.join(result.ignored)})" if result.ignored else ""),
         "",
         "| model | accuracy | 95% CI | balanced acc. | macro-F1 | top-2 | ECE | ms/face |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

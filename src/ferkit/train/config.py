@@ -37,6 +37,13 @@ class AugmentConfig:
     mixup: float = 0.0  # Beta(alpha, alpha) mixup; 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha) cutmix; 0 = off
     ten_crop: bool = False  # train on random crops of 40 px (the ten-crop protocol), resized back
+    # real-photo degradations (film stills, webcams, phone photos); each is a probability per image
+    gamma: float = 0.0  # gamma in [1/1.6, 1.6]: under/over-exposed faces
+    lighting: float = 0.0  # a linear light gradient across the face (side lighting), +-35%
+    lowres: float = 0.0  # downscale to 35-80% of the side and back up (small, soft faces)
+    blur: float = 0.0  # Gaussian blur, sigma 0.4-1.5 px at 48 px (scaled with the image)
+    noise: float = 0.0  # Gaussian sensor noise, sigma 1-8 grey levels
+    jpeg: float = 0.0  # JPEG compression at quality 15-75 (8x8 DCT quantisation, libjpeg tables)
 
 
 @dataclass

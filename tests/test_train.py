@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from ferkit.data import FaceDataset
 from ferkit.errors import CheckpointError, ConfigError
-from ferkit.labels import FER2013
+from ferkit.labels import FER2013, FER2013_NO_DISGUST, RAFDB
 from ferkit.models import create_model
 from ferkit.train import fit, load_config
 from ferkit.train.checkpoint import load_checkpoint, model_from_checkpoint
@@ -473,3 +473,44 @@ def test_fine_tune_from_a_shipped_model_head_first(tmp_path):
     resumed = fit(quick_cfg(tmp_path), resume=result.run_dir, epochs=2, dataset=ds)
     after = load_checkpoint(resumed.run_dir / "last.pt")["model"]
     assert any(not torch.equal(after[k], original[k]) for k in weights if not k.startswith(head))
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "note"),
+    [
+        ("tiny", FER2013_NO_DISGUST, "disgust dropped"),  # 7 -> 6: a row taken out
+        ("tiny", RAFDB, "reordered"),  # same emotions, RAF-DB's order
+        ("ferplus", FER2013, "contempt dropped"),  # FER+ names ('happiness') onto FER-2013's
+    ],
+)
+def test_onnx_init_head_follows_the_data_classes(name, target, note):
+    """The head keeps the trained rows of every class the data has, matched by emotion."""
+    import torch
+
+    from ferkit.card import ModelCard
+    from ferkit.labels import canonical_emotion
+    from ferkit.models import create_model
+    from ferkit.runtime.catalog import resolve_model
+    from ferkit.train.finetune import head_prefix
+    from ferkit.train.onnx_init import load_onnx_init, onnx_state_dict
+
+    path = str(resolve_model(name))
+    card = ModelCard.read(path)
+    args = {k: v for k, v in card.model_args.items() if k not in ("num_classes", "in_chans")}
+    original = onnx_state_dict(path, create_model(card.architecture, num_classes=len(card.labels), **args))
+    model = create_model(card.architecture, num_classes=len(target), **args)
+    summary = load_onnx_init(model, path, card, tuple(target.names))
+    assert note in summary
+    state = model.state_dict()
+    head = head_prefix(model) + "."
+    rows = [
+        k
+        for k, v in original.items()
+        if k.startswith(head) and v.ndim >= 1 and v.shape[0] == len(card.labels)
+    ]
+    assert rows
+    card_keys = [canonical_emotion(n) for n in card.labels]
+    for key in rows:
+        for i, emotion in enumerate(target.names):
+            j = card_keys.index(canonical_emotion(emotion))
+            assert torch.equal(state[key][i], original[key][j]), (key, emotion)

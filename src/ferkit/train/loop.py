@@ -158,7 +158,14 @@ def fit(
     )
     if init_onnx is not None:
         path, card = init_onnx
-        summary = load_onnx_init(model, path, card, tuple(data.label_set.names), cfg.init_backbone_only)
+        summary = load_onnx_init(
+            model,
+            path,
+            card,
+            tuple(data.label_set.names),
+            cfg.init_backbone_only,
+            in_chans=data.train.images.shape[1],
+        )
         _log(f"init from {cfg.init}: {summary}", rank)
     elif cfg.init and ckpt is None:
         report = load_init_weights(model, cfg.init, backbone_only=cfg.init_backbone_only)

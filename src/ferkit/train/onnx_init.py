@@ -47,7 +47,7 @@ def _float_initializers(path: str | os.PathLike) -> dict[str, np.ndarray]:
             continue
         zero = np.zeros_like(scale) if zero is None else zero
         shape = (-1,) + (1,) * (q.ndim - 1) if scale.ndim == 1 else ()  # per output channel
-        out[base] = (q.astype(np.float32) - zero.reshape(shape)) * scale.reshape(shape)
+        out[base] = ((q.astype(np.float32) - zero.reshape(shape)) * scale.reshape(shape)).astype(np.float32)
     return out
 
 
@@ -117,27 +117,45 @@ def onnx_init_source(spec: str) -> tuple[str, ModelCard] | None:
 
 
 def load_onnx_init(
-    model: nn.Module, path: str, card: ModelCard, labels: tuple[str, ...], backbone_only: bool = False
+    model: nn.Module,
+    path: str,
+    card: ModelCard,
+    labels: tuple[str, ...],
+    backbone_only: bool = False,
+    in_chans: int = 1,
 ) -> str:
-    """Load an ONNX model's weights into ``model``; the head follows ``labels`` (reordered when the
-    data names the same classes in another order, left at its initial values when they differ).
+    """Load an ONNX model's weights into ``model``; the head follows ``labels``: kept, its rows
+    reordered to the data's order, or narrowed to the data's classes when the model knows more
+    (FER+'s 8 onto 7-class data drops contempt); left at its initial values when the data
+    has classes the model never learned. Names match as emotions (``happiness`` = ``happy``).
     Returns a one-line report."""
+    from ferkit.labels import canonical_emotion
+    from ferkit.models import create_model
     from ferkit.train.finetune import head_prefix
 
-    state = onnx_state_dict(path, model)
     head = head_prefix(model) + "."
-    same_classes = sorted(card.labels) == sorted(labels)
-    if backbone_only or not same_classes:
-        fresh = model.state_dict()
+    card_keys = [canonical_emotion(n) or n.lower() for n in card.labels]
+    data_keys = [canonical_emotion(n) or n.lower() for n in labels]
+    source = model
+    if len(card_keys) != len(data_keys):  # read the file into a model with the file's head
+        args = {k: v for k, v in card.model_args.items() if k not in ("num_classes", "in_chans")}
+        source = create_model(card.architecture, num_classes=len(card_keys), in_chans=in_chans, **args)
+    state = onnx_state_dict(path, source)
+    fresh = model.state_dict()
+    if backbone_only or not set(data_keys) <= set(card_keys):
         state.update({k: fresh[k] for k in state if k.startswith(head)})
         note = "head left at init (" + ("--init_backbone_only" if backbone_only else "other classes") + ")"
-    elif tuple(card.labels) != tuple(labels):
-        order = [list(card.labels).index(name) for name in labels]
-        for key, value in state.items():
-            if key.startswith(head) and value.ndim >= 1 and value.shape[0] == len(labels):
-                state[key] = value[order].clone()
-        note = "head rows reordered to the data's classes"
     else:
-        note = "head kept (same classes)"
+        order = [card_keys.index(k) for k in data_keys]
+        for key, value in state.items():
+            if key.startswith(head) and value.ndim >= 1 and value.shape[0] == len(card_keys):
+                state[key] = value[order].clone()
+        dropped = [card.labels[i] for i in range(len(card_keys)) if i not in order]
+        if dropped:
+            note = f"head narrowed to the data's classes ({', '.join(dropped)} dropped)"
+        elif order != sorted(order):
+            note = "head rows reordered to the data's classes"
+        else:
+            note = "head kept (same classes)"
     model.load_state_dict(state)
     return f"{len(state)} tensors from {card.architecture} ({path}); {note}"

@@ -178,6 +178,14 @@ def test_ensemble_card_cli_fits_on_publictest_and_reports(trained, tmp_path):
     assert again.report.accuracy == card["metrics"]["PrivateTest_tta_flip"]["accuracy"]
     single = evaluate_models([str(onnx_path)], data, tta="flip").entries[0]
     assert again.report.accuracy == pytest.approx(single.report.accuracy)
+    # another dataset's splits, nothing fitted (members fine-tuned on the only other split)
+    res = runner.invoke(
+        app, [*args, "--equal", "--test-split", "PublicTest", "--out", str(tmp_path / "eq.json")]
+    )
+    assert res.exit_code == 0, res.output
+    card = json.loads((tmp_path / "eq.json").read_text())
+    assert card["member_weights"] == [0.5, 0.5] and card["recipe"]["weights"] == "equal weights"
+    assert set(card["metrics"]) == {"PublicTest", "PublicTest_tta_flip"}
     res = runner.invoke(
         app, ["report", str(tmp_path / "ens.json"), "--data", str(csv_path), "--out", str(tmp_path / "r")]
     )
@@ -208,7 +216,9 @@ def test_int8_quantisation_keeps_card_and_accuracy(trained, tmp_path):
 
     graph = onnx.load(str(q.path)).graph
     softmax = [n for n in graph.node if n.op_type == "Softmax"]
-    assert softmax and not any(n.op_type == "QuantizeLinear" and n.input[0] in softmax[0].output for n in graph.node)
+    assert softmax and not any(
+        n.op_type == "QuantizeLinear" and n.input[0] in softmax[0].output for n in graph.node
+    )
     p = clf.session.run(None, {clf.input_name: clf.prepare(val.images[:32])})[0]
     assert np.allclose(p.sum(1), 1, atol=1e-5)
 

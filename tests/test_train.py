@@ -514,3 +514,30 @@ def test_onnx_init_head_follows_the_data_classes(name, target, note):
         for i, emotion in enumerate(target.names):
             j = card_keys.index(canonical_emotion(emotion))
             assert torch.equal(state[key][i], original[key][j]), (key, emotion)
+
+
+def test_extra_training_data_from_another_dataset(tmp_path):
+    """--extra_data takes a dataset folder too: its training faces join, classes matched by emotion
+    (FER+/RAF-DB names onto FER-2013's), classes the data lacks left out."""
+    import cv2
+    import torch as _torch
+
+    from ferkit.errors import FerkitError
+    from ferkit.train.data import prepare_data
+
+    base = learnable(n_per_class=6)
+    for name, n in (("happiness", 3), ("anger", 2), ("contempt", 4)):
+        folder = tmp_path / "other" / "train" / name
+        folder.mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(folder / f"{i}.png"), np.full((60, 50), 40 * i, np.uint8))
+    cfg = quick_cfg(tmp_path, extra_data=str(tmp_path / "other"), extra_ratio=1.0)
+    data = prepare_data(cfg, _torch.device("cpu"), base)
+    assert len(data.train) == 42 + 5  # contempt has no class here
+    counts = _torch.bincount(data.train.labels, minlength=7)
+    assert int(counts[FER2013.index("happy")]) == 6 + 3 and int(counts[FER2013.index("angry")]) == 6 + 2
+    only_contempt = tmp_path / "odd" / "train" / "contempt"
+    only_contempt.mkdir(parents=True)
+    cv2.imwrite(str(only_contempt / "a.png"), np.zeros((48, 48), np.uint8))
+    with pytest.raises(FerkitError, match="none of its classes"):
+        prepare_data(quick_cfg(tmp_path, extra_data=str(tmp_path / "odd")), _torch.device("cpu"), base)

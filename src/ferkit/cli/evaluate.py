@@ -134,13 +134,20 @@ def ensemble_cmd(
     data: Path = typer.Option(..., help="Dataset: weights fitted on PublicTest, reported on PrivateTest."),
     out: Path = typer.Option(..., help="Ensemble card to write (.json); load it like any model."),
     tta: str = typer.Option("flip", help="TTA the weights are fitted with: none, flip, tencrop."),
+    fit_split: str = typer.Option(
+        "PublicTest", help="Split the weights are fitted on (never the test split)."
+    ),
+    test_split: str = typer.Option("PrivateTest", help="Split whose figures go into the card."),
+    equal: bool = typer.Option(False, help="Equal weights, nothing fitted (no held-out split left)."),
 ) -> None:
     """Combine models into one: weights fitted on PublicTest, the card carries PrivateTest figures."""
     from ferkit.evaluate.ensemble_card import build_ensemble_card
 
     if out.suffix != ".json":
         raise typer.BadParameter("an ensemble card is a .json file", param_hint="--out")
-    card = build_ensemble_card(list(members), data, out, tta=tta)
+    card = build_ensemble_card(
+        list(members), data, out, tta=tta, fit_split=fit_split, test_split=test_split, equal=equal
+    )
     weights = ", ".join(f"{m} {w:.3f}" for m, w in zip(card.members, card.member_weights, strict=True))
     console.print(f"wrote {out}: weights {weights}")
     for key, m in card.metrics.items():

@@ -31,17 +31,20 @@ def build_ensemble_card(
     tta: str = "flip",
     fit_split: str = "PublicTest",
     test_split: str = "PrivateTest",
+    equal: bool = False,
 ) -> ModelCard:
     """Write an ensemble card (``.json``) for ONNX members: weights fitted on ``fit_split``.
 
     The weights minimise the log-loss of the members' ``tta`` probabilities on ``fit_split``
-    (never the test split). The new ensemble is then evaluated on ``test_split`` with and
-    without ``tta`` by the same code as ``ferkit eval``, and those figures go into the card.
+    (never the test split); ``equal`` gives every member the same weight instead (when no
+    held-out split is left: members fine-tuned on the only other split fit it too well). The
+    new ensemble is then evaluated on ``test_split`` with and without ``tta`` by the same code
+    as ``ferkit eval``, and those figures go into the card.
     """
 
     if len(members) < 2:
         raise FerkitError("an ensemble needs at least two members")
-    if fit_split == test_split:
+    if fit_split == test_split and not equal:
         raise FerkitError(f"ensemble weights are fitted on {fit_split}; evaluate on another split")
     out = Path(out)
     clfs, paths = [], [resolve_model(m) for m in members]
@@ -54,8 +57,14 @@ def build_ensemble_card(
         if clf.labels != labels:
             raise FerkitError(f"{m}: predicts {list(clf.labels)}, the first member {list(labels)}")
     ds = data if isinstance(data, FaceDataset) else load_dataset(data)
-    fit = ds.pick(fit_split)
-    weights = fit_weights([predict_tta(c, fit.images, tta) for c in clfs], fit.labels)
+    ds.pick(test_split)  # a missing split fails before any work
+    if equal:
+        weights = [1.0 / len(clfs)] * len(clfs)
+        how = "equal weights"
+    else:
+        fit = ds.pick(fit_split)
+        weights = fit_weights([predict_tta(c, fit.images, tta) for c in clfs], fit.labels)
+        how = f"log-loss-optimal simplex weights on {fit_split} with {tta} TTA"
     # Members named by path are stored relative to the card when they sit beside it.
     names = [
         os.path.relpath(p, out.parent) if Path(m).suffix == ".onnx" else m
@@ -70,7 +79,7 @@ def build_ensemble_card(
         normalization={"note": "each member's own (applied in its graph)"},
         recipe={
             "members": names,
-            "weights": f"log-loss-optimal simplex weights on {fit_split} with {tta} TTA",
+            "weights": how,
             "member_recipes": [c.recipe for c in cards],
         },
         license=cards[0].license or LICENSE,

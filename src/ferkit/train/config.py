@@ -60,7 +60,7 @@ class TrainConfig:
     val_split: str = "val"
     test_split: str = "test"
     limit_train: int = 0  # use only the first N training samples (quick runs); 0 = all
-    extra_data: str | None = None  # .npz of extra training images (e.g. CycleGAN output)
+    extra_data: str | None = None  # extra training images: an .npz (e.g. CycleGAN output) or a dataset
     extra_ratio: float = 1.0  # fraction of the extra images to mix in
     # model
     model: str = "vgg_fer"

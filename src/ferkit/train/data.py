@@ -104,8 +104,27 @@ def prepare_data(cfg: TrainConfig, device: torch.device, dataset: FaceDataset | 
 
 
 def _add_extra(train: FaceDataset, cfg: TrainConfig) -> FaceDataset:
-    """Mix in extra labelled images (an .npz with images + labels, e.g. CycleGAN output)."""
+    """Mix in extra labelled images: an .npz with images + labels (e.g. CycleGAN output), or the
+    training split of any dataset ``load_dataset`` reads (e.g. FER-2013 while fine-tuning on a
+    small set, so the model keeps what it knew), its classes matched to the data's by emotion."""
     path = Path(cfg.extra_data or "")
+    if path.suffix == ".npz":
+        images, labels = _extra_npz(path, train)
+    else:
+        images, labels = _extra_dataset(path, train, cfg)
+    n = int(round(len(images) * cfg.extra_ratio))
+    rng = np.random.default_rng(cfg.seed)
+    pick = rng.permutation(len(images))[:n]
+    return FaceDataset(
+        np.concatenate([train.images, images[pick]]),
+        np.concatenate([train.labels, labels[pick]]),
+        np.concatenate([train.splits, np.full(n, "extra")]),
+        train.label_set,
+        source=f"{train.source} + {path}",
+    )
+
+
+def _extra_npz(path: Path, train: FaceDataset) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path) as z:
             images, labels = z["images"], z["labels"].astype(np.int64)
@@ -117,16 +136,25 @@ def _add_extra(train: FaceDataset, cfg: TrainConfig) -> FaceDataset:
         )
     if labels.min() < 0 or labels.max() >= len(train.label_set):
         raise FerkitError(f"{path}: labels outside 0..{len(train.label_set) - 1}")
-    n = int(round(len(images) * cfg.extra_ratio))
-    rng = np.random.default_rng(cfg.seed)
-    pick = rng.permutation(len(images))[:n]
-    return FaceDataset(
-        np.concatenate([train.images, images[pick]]),
-        np.concatenate([train.labels, labels[pick]]),
-        np.concatenate([train.splits, np.full(n, "extra")]),
-        train.label_set,
-        source=f"{train.source} + {path}",
-    )
+    return images, labels
+
+
+def _extra_dataset(path: Path, train: FaceDataset, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    from ferkit.labels import canonical_emotion
+
+    color = "rgb" if train.images.ndim == 4 and train.images.shape[-1] == 3 else "gray"
+    extra = load_dataset(path, size=train.images.shape[1], color=color).pick("train")
+    ours = [canonical_emotion(n) or n.lower() for n in train.label_set.names]
+    theirs = [canonical_emotion(n) or n.lower() for n in extra.label_set.names]
+    mapping = np.array([ours.index(k) if k in ours else -1 for k in theirs])
+    labels = mapping[extra.labels]
+    keep = labels >= 0
+    if not keep.any():
+        raise FerkitError(
+            f"{path}: none of its classes {list(extra.label_set.names)} "
+            f"are the data's {list(train.label_set.names)}"
+        )
+    return extra.images[keep], labels[keep]
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

@@ -44,6 +44,7 @@ def test_card_is_complete_in_onnx_and_json(name):
     for key in REQUIRED:
         assert key in onnx_card and key in json_card, key
     assert json_card["labels"] == onnx_card["labels"]
+    assert "MIT" in json_card["license"] and onnx_card["license"] == json_card["license"]
     metrics = json_card["metrics"]["PrivateTest"]
     assert {"accuracy", "macro_f1", "ece", "per_class_f1"} <= set(metrics)
     assert "PrivateTest_tta_flip" in json_card["metrics"]

@@ -101,7 +101,8 @@ class OnnxClassifier(_Carded):
             for i in range(0, len(x), batch_size)
         ]
         probs = np.concatenate(out).astype(np.float32)
-        # int8 files quantise the softmax output too (steps of 1/255): rows may sum to 0.99.
+        # ferkit's int8 files keep the softmax float; other tools' int8 files may quantise it
+        # (steps of 1/255, rows summing to ~0.99): normalise rows either way.
         return probs / np.maximum(probs.sum(1, keepdims=True), 1e-12)
 
 

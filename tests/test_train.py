@@ -541,3 +541,26 @@ def test_extra_training_data_from_another_dataset(tmp_path):
     cv2.imwrite(str(only_contempt / "a.png"), np.zeros((48, 48), np.uint8))
     with pytest.raises(FerkitError, match="none of its classes"):
         prepare_data(quick_cfg(tmp_path, extra_data=str(tmp_path / "odd")), _torch.device("cpu"), base)
+
+
+def test_freeze_bn_keeps_batchnorm_statistics_and_weights(tmp_path):
+    """--freeze_bn: BatchNorms normalise with their running statistics and are not trained (the
+    folded BNs of an ONNX init then compute what the file computes); other layers still learn."""
+    ds = learnable(n_per_class=8)
+    runs = {}
+    for freeze in (False, True):
+        cfg = quick_cfg(tmp_path, epochs=1, freeze_bn=freeze, out=str(tmp_path / f"run{freeze}"))
+        torch.manual_seed(cfg.seed)  # as fit does before it creates the model
+        model = create_model(cfg.model, num_classes=7, in_chans=1)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        result = fit(cfg, dataset=ds)
+        after = load_checkpoint(result.run_dir / "last.pt")["model"]
+        bn = [k for k in before if ".running_mean" in k or ".running_var" in k]
+        bn += [k.replace("running_mean", "weight") for k in before if k.endswith("running_mean")]
+        convs = [k for k in before if k.endswith("weight") and before[k].ndim == 4]
+        runs[freeze] = (
+            all(torch.equal(before[k], after[k]) for k in bn),
+            any(not torch.equal(before[k], after[k]) for k in convs),
+        )
+    assert runs[True] == (True, True)  # BNs untouched, convolutions trained
+    assert runs[False] == (False, True)

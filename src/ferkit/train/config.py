@@ -70,6 +70,7 @@ class TrainConfig:
     freeze: list[str] = field(default_factory=list)  # parameter-name prefixes to freeze
     unfreeze_at: int = 0  # >0: train only the head until this epoch, then everything (two-phase)
     backbone_lr_mult: float = 1.0  # discriminative LR: backbone LR = lr * this
+    freeze_bn: bool = False  # BatchNorms keep their statistics and affine weights (small-data fine-tuning)
     # optimisation
     epochs: int = 30
     batch_size: int = 128

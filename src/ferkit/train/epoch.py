@@ -59,6 +59,12 @@ def train_one_epoch(
     of it, so N processes see exactly the batches one process would.
     """
     model.train()
+    if cfg.freeze_bn:  # BatchNorms normalise with their running statistics and stay as they are
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+                for p in module.parameters(recurse=False):
+                    p.requires_grad_(False)
     gen = epoch_generator(cfg.seed, epoch)
     torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout etc.
     split = data.train

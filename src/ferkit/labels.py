@@ -48,6 +48,12 @@ def canonical_emotion(name: str) -> str | None:
     return _ALIASES.get(name.strip().lower())
 
 
+def emotion_key(name: str) -> str:
+    """What two label sets match classes by: the canonical emotion (``happiness`` -> ``happy``),
+    else the name itself, lower-cased (custom classes)."""
+    return canonical_emotion(name) or name.strip().lower()
+
+
 @dataclass(frozen=True)
 class LabelSet:
     """An ordered set of class names.

@@ -21,7 +21,9 @@ def train(
     init: Optional[str] = typer.Option(
         None, help="Start from a shipped model name, an .onnx, a checkpoint or a state dict."
     ),
-    extra_data: Optional[str] = typer.Option(None, help=".npz of extra training images with labels."),
+    extra_data: Optional[str] = typer.Option(
+        None, help="Extra training faces: an .npz (images, labels) or a dataset (its training split)."
+    ),
 ) -> None:
     """Train a model. Any config key can be set as --key value (e.g. --lr 0.05 --augment.rotate 15).
 

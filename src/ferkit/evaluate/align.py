@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ferkit.errors import LabelMismatchError
-from ferkit.labels import LabelSet, canonical_emotion
+from ferkit.labels import LabelSet, emotion_key
 
 _MERGE = {"merge-disgust": {"disgust": "angry"}}
 _DROP = {"no-disgust": {"disgust"}}
@@ -33,19 +33,19 @@ def align_probs(
     does not have is an error too.
     """
     merge = _MERGE.get(variant, {})
-    model_keys = {canonical_emotion(n) or n for n in model_labels}
-    ignored = {canonical_emotion(n) or n for n in ignore}
+    model_keys = {emotion_key(n) for n in model_labels}
+    ignored = {emotion_key(n) for n in ignore}
     unknown = sorted(ignored - model_keys)
     if unknown:
         raise LabelMismatchError(
             f"{source} has no class {unknown} to ignore (model labels: {list(model_labels)})"
         )
     drop = _DROP.get(variant, set()) | ignored
-    target_keys = [canonical_emotion(n) or n for n in target.names]
+    target_keys = [emotion_key(n) for n in target.names]
     out = np.zeros((len(probs), len(target)), np.float64)
     covered = set()
     for j, name in enumerate(model_labels):
-        key = canonical_emotion(name) or name
+        key = emotion_key(name)
         key = merge.get(key, key)
         if key in drop:
             continue

@@ -100,10 +100,7 @@ class OnnxClassifier(_Carded):
             self.session.run(None, {self.input_name: x[i : i + batch_size]})[0]
             for i in range(0, len(x), batch_size)
         ]
-        probs = np.concatenate(out).astype(np.float32)
-        # ferkit's int8 files keep the softmax float; other tools' int8 files may quantise it
-        # (steps of 1/255, rows summing to ~0.99): normalise rows either way.
-        return probs / np.maximum(probs.sum(1, keepdims=True), 1e-12)
+        return np.concatenate(out).astype(np.float32)
 
 
 class EnsembleClassifier(_Carded):

@@ -73,18 +73,10 @@ def _chosen(gen: torch.Generator, n: int, p: float) -> Tensor:
 
 def degrade(x: Tensor, cfg: AugmentConfig, gen: torch.Generator) -> Tensor:
     """The real-photo degradations that ``cfg`` switches on, in the order a camera makes them."""
-    if cfg.gamma > 0:
-        x = random_gamma(x, cfg.gamma, gen)
-    if cfg.lighting > 0:
-        x = light_gradient(x, cfg.lighting, gen)
-    if cfg.lowres > 0:
-        x = low_resolution(x, cfg.lowres, gen)
-    if cfg.blur > 0:
-        x = gaussian_blur(x, cfg.blur, gen)
-    if cfg.noise > 0:
-        x = sensor_noise(x, cfg.noise, gen)
-    if cfg.jpeg > 0:
-        x = jpeg_artifacts(x, cfg.jpeg, gen)
+    for name, apply in _DEGRADATIONS:
+        p = getattr(cfg, name)
+        if p > 0:
+            x = apply(x, p, gen)
     return x
 
 
@@ -268,3 +260,14 @@ def _beta(alpha: float, gen: torch.Generator) -> float:
     """A Beta(alpha, alpha) draw that follows the seeded torch generator."""
     seed = int(torch.randint(2**62, (1,), generator=gen))
     return float(np.random.default_rng(seed).beta(alpha, alpha))
+
+
+# (config field, function): the order a camera degrades a face in
+_DEGRADATIONS = (
+    ("gamma", random_gamma),
+    ("lighting", light_gradient),
+    ("lowres", low_resolution),
+    ("blur", gaussian_blur),
+    ("noise", sensor_noise),
+    ("jpeg", jpeg_artifacts),
+)

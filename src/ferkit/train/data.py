@@ -111,7 +111,7 @@ def _add_extra(train: FaceDataset, cfg: TrainConfig) -> FaceDataset:
     if path.suffix == ".npz":
         images, labels = _extra_npz(path, train)
     else:
-        images, labels = _extra_dataset(path, train, cfg)
+        images, labels = _extra_dataset(path, train)
     n = int(round(len(images) * cfg.extra_ratio))
     rng = np.random.default_rng(cfg.seed)
     pick = rng.permutation(len(images))[:n]
@@ -139,13 +139,13 @@ def _extra_npz(path: Path, train: FaceDataset) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def _extra_dataset(path: Path, train: FaceDataset, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    from ferkit.labels import canonical_emotion
+def _extra_dataset(path: Path, train: FaceDataset) -> tuple[np.ndarray, np.ndarray]:
+    from ferkit.labels import emotion_key
 
     color = "rgb" if train.images.ndim == 4 and train.images.shape[-1] == 3 else "gray"
     extra = load_dataset(path, size=train.images.shape[1], color=color).pick("train")
-    ours = [canonical_emotion(n) or n.lower() for n in train.label_set.names]
-    theirs = [canonical_emotion(n) or n.lower() for n in extra.label_set.names]
+    ours = [emotion_key(n) for n in train.label_set.names]
+    theirs = [emotion_key(n) for n in extra.label_set.names]
     mapping = np.array([ours.index(k) if k in ours else -1 for k in theirs])
     labels = mapping[extra.labels]
     keep = labels >= 0

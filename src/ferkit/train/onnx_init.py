@@ -129,13 +129,13 @@ def load_onnx_init(
     (FER+'s 8 onto 7-class data drops contempt); left at its initial values when the data
     has classes the model never learned. Names match as emotions (``happiness`` = ``happy``).
     Returns a one-line report."""
-    from ferkit.labels import canonical_emotion
+    from ferkit.labels import emotion_key
     from ferkit.models import create_model
     from ferkit.train.finetune import head_prefix
 
     head = head_prefix(model) + "."
-    card_keys = [canonical_emotion(n) or n.lower() for n in card.labels]
-    data_keys = [canonical_emotion(n) or n.lower() for n in labels]
+    card_keys = [emotion_key(n) for n in card.labels]
+    data_keys = [emotion_key(n) for n in labels]
     source = model
     if len(card_keys) != len(data_keys):  # read the file into a model with the file's head
         args = {k: v for k, v in card.model_args.items() if k not in ("num_classes", "in_chans")}

@@ -200,8 +200,10 @@ def test_ferplus_soft_labels(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_after_kill_9(tmp_path):
-    """A run killed with SIGKILL mid-training resumes to the same weights as an unkilled run."""
+@pytest.mark.parametrize("signame", ["SIGKILL", "SIGTERM"])
+def test_resume_after_kill(tmp_path, signame):
+    """A run killed (SIGKILL) or stopped (SIGTERM: like Ctrl-C, exit 130 naming --resume)
+    mid-training resumes to the same weights as an uninterrupted run."""
     import os
     import signal
     import subprocess
@@ -241,15 +243,20 @@ def test_resume_after_kill_9(tmp_path):
         [sys.executable, "-m", "ferkit", "train", *common, "--out", str(tmp_path / "killed")],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     last = tmp_path / "killed" / "last.pt"
     deadline = time.time() + 120
     while time.time() < deadline and not (last.exists() and load_checkpoint(last)["epoch"] >= 2):
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 2 <= load_checkpoint(last)["epoch"] < 4
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=60)
+    if signame == "SIGTERM":
+        assert proc.returncode == 130, err
+        assert f"continue with --resume {tmp_path / 'killed'}" in " ".join(err.split()), err
+        assert "Traceback" not in err, err
+    assert 2 <= load_checkpoint(last)["epoch"] < 4, err
     subprocess.run(
         [
             sys.executable,

@@ -43,7 +43,10 @@ def train(
         device=device,
         out=out,
     )
-    result = train_cyclegan(cfg, resume=resume, epochs=epochs if resume is not None else None)
+    from ferkit.utils import stop_signals
+
+    with stop_signals():  # SIGTERM / SIGHUP end it like Ctrl-C: the last epoch is kept
+        result = train_cyclegan(cfg, resume=resume, epochs=epochs if resume is not None else None)
     print(f"run folder: {result.run_dir} ({result.epochs} epochs, {result.wall_seconds:.0f} s)")
 
 

@@ -43,7 +43,10 @@ def train(
     )
     if not cfg.data and resume is None:
         raise typer.BadParameter("--data is required (or --resume a run)")
-    result = fit(cfg, resume=resume, epochs=epochs if resume is not None else None)
+    from ferkit.utils import stop_signals
+
+    with stop_signals():  # SIGTERM / SIGHUP (timeout, a closed terminal) end it like Ctrl-C
+        result = fit(cfg, resume=resume, epochs=epochs if resume is not None else None)
     print(f"run folder: {result.run_dir}")
     if result.test_accuracy is not None:
         print(

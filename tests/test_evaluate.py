@@ -151,6 +151,10 @@ def test_report_files_and_cli(trained, tmp_path):
     assert res.exit_code == 0, res.output
     table = (tmp_path / "results.md").read_text()
     assert "mini_xception" in table and "(published)" in table
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert [line.rstrip() for line in res.output.splitlines() if line.startswith("| ")] == [
+        r.rstrip() for r in rows
+    ]  # printed rows unbroken, however wide (piped output must stay pasteable markdown)
 
 
 def test_ensemble_card_cli_fits_on_publictest_and_reports(trained, tmp_path):

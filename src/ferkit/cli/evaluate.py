@@ -125,7 +125,7 @@ def report_cmd(
     ds = load_dataset(data)
     refs = references_for(ds.label_set.name) if references else []
     md, csv_path = write_table(benchmark_rows(list(models), ds), out, references=refs)
-    console.print(md.read_text(), markup=False, highlight=False)
+    console.print(md.read_text(), markup=False, highlight=False, soft_wrap=True)  # table rows unbroken
     console.print(f"wrote {md} and {csv_path}")
 
 

@@ -18,7 +18,7 @@ def _accuracy(metrics: dict, key: str) -> str:
 def list_cmd(input_size: int = typer.Option(48, help="Input side for the architectures' MAC count.")) -> None:
     """Shipped models (use them by name) with their accuracy, then the registered architectures."""
     from ferkit.card import ModelCard
-    from ferkit.runtime.catalog import default_model_name, resolve_model, shipped_models
+    from ferkit.runtime.catalog import default_model_name, member_path, resolve_model, shipped_models
 
     console = Console()
     shipped = Table(title="Shipped models (ferkit predict --model NAME; accuracy from each card)")
@@ -31,7 +31,7 @@ def list_cmd(input_size: int = typer.Option(48, help="Input side for the archite
         label_set = card.get("label_set") or "fer2013"
         suffix = "" if label_set == "fer2013" else f" ({label_set} labels)"
         size = path.stat().st_size + sum(
-            resolve_model(m).stat().st_size for m in card.members if not str(m).endswith(".json")
+            member_path(path, m).stat().st_size for m in card.members if not str(m).endswith(".json")
         )
         shipped.add_row(
             name + (" (default)" if name == default else ""),

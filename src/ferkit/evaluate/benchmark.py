@@ -80,13 +80,13 @@ COLUMNS = [
 
 
 def _size_mb(name: str, card: dict) -> str:
-    from ferkit.runtime.catalog import resolve_model
+    from ferkit.runtime.catalog import member_path, resolve_model
 
-    if card.get("kind") == "ensemble":  # its members' files
-        sizes = [_size_mb(str(m), {}) for m in card.get("members", [])]
-        return f"{sum(float(x) for x in sizes if x):.2f} (members)"
     try:
         path = resolve_model(name)
+        if card.get("kind") == "ensemble":  # its members' files
+            sizes = [member_path(path, str(m)).stat().st_size for m in card.get("members", [])]
+            return f"{sum(sizes) / 1e6:.2f} (members)"
     except Exception:
         return ""
     return f"{path.stat().st_size / 1e6:.2f}" if path.suffix == ".onnx" else ""

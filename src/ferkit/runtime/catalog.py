@@ -63,3 +63,12 @@ def resolve_model(spec: str | os.PathLike) -> Path:
         f"{spec}: not a model: no such file, and not a shipped model{hint} (shipped: "
         f"{', '.join(shipped) or 'none yet'}; or give an .onnx, ensemble .json, run folder or .pt)"
     )
+
+
+def member_path(card_path: str | os.PathLike, member: str) -> Path:
+    """An ensemble member's file: an ``.onnx`` path relative to the card where one is there
+    (the shipped ensemble's ``members/...``), else a shipped name or a path as given."""
+    beside = Path(card_path).parent / str(member)
+    if str(member).endswith(".onnx") and beside.is_file():
+        return beside
+    return resolve_model(member)

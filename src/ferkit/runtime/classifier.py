@@ -22,7 +22,7 @@ import numpy as np
 
 from ferkit.card import ModelCard
 from ferkit.errors import ModelError
-from ferkit.runtime.catalog import resolve_model
+from ferkit.runtime.catalog import member_path, resolve_model
 
 
 def default_threads() -> int:
@@ -124,9 +124,7 @@ class EnsembleClassifier(_Carded):
             )
         self.members = []
         for member in card.members:
-            beside = self.path.parent / f"{member}"
-            spec = beside if str(member).endswith(".onnx") and beside.exists() else member
-            clf = OnnxClassifier(resolve_model(spec), threads=threads)
+            clf = OnnxClassifier(member_path(self.path, member), threads=threads)
             if clf.labels != card.labels:
                 raise ModelError(
                     f"{self.path}: member {member} predicts {clf.labels}, the card says {card.labels}"

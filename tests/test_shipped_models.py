@@ -42,14 +42,14 @@ def test_weights_fit_the_size_budget():
 def test_card_is_complete_in_onnx_and_json(name):
     json_card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
     if is_ensemble_card(WEIGHTS_DIR / f"{name}.json"):  # a card only; its members are shipped files
-        onnx_card = EnsembleClassifier(WEIGHTS_DIR / f"{name}.json").card.to_dict()
-        for member in json_card["members"]:  # a shipped name, or an .onnx file in the package
-            if member not in SHIPPED:
-                path = WEIGHTS_DIR / member
-                assert path.suffix == ".onnx" and path.is_file(), member
-                member_card = OnnxClassifier(path).card.to_dict()
-                assert all(key in member_card for key in REQUIRED), member
-                assert member_card["license"] == json_card["license"]
+        ensemble = EnsembleClassifier(WEIGHTS_DIR / f"{name}.json")
+        onnx_card = ensemble.card.to_dict()
+        # each member a shipped name, or an .onnx file in the package with a complete card
+        for member, clf in zip(json_card["members"], ensemble.members, strict=True):
+            assert member in SHIPPED or clf.path.parent.is_relative_to(WEIGHTS_DIR), member
+            member_card = clf.card.to_dict()
+            assert all(key in member_card for key in REQUIRED), member
+            assert member_card["license"] == json_card["license"]
         assert abs(sum(json_card["member_weights"]) - 1) < 1e-4
     else:
         onnx_card = OnnxClassifier(WEIGHTS_DIR / f"{name}.onnx").card.to_dict()

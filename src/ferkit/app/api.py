@@ -114,7 +114,7 @@ async def analyze(
             run_in_threadpool(pool.recognize, rgb, config.request_timeout), timeout=config.request_timeout
         )
     except asyncio.TimeoutError:
-        raise ApiError(504, "timeout", f"inference took longer than {config.request_timeout:.0f} s") from None
+        raise ApiError(504, "timeout", f"inference took longer than {config.request_timeout:g} s") from None
     result = {
         "width": rgb.shape[1],
         "height": rgb.shape[0],

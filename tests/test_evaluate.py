@@ -5,7 +5,7 @@ import pytest
 
 from ferkit.errors import FerkitError, LabelMismatchError, ModelError
 from ferkit.evaluate.align import align_probs
-from ferkit.evaluate.ensemble import combine, fit_weights
+from ferkit.evaluate.ensemble import combine, cv_log_loss, fit_weights, log_loss, select_members
 from ferkit.evaluate.metrics import bootstrap_accuracy_ci, expected_calibration_error
 from ferkit.evaluate.run import evaluate_models, write_report
 from ferkit.labels import FER2013, FER2013_NO_DISGUST, FERPLUS, RAFDB
@@ -62,6 +62,32 @@ def test_fitted_weights_prefer_the_better_member():
     noise = rng.dirichlet(np.ones(3), size=400)
     w = fit_weights([good, noise], labels)
     assert w[0] > 0.8
+
+
+def test_selection_keeps_complementary_members_and_drops_noise():
+    """Two members each sure on half the faces, one that guesses, and a copy of the first."""
+    rng = np.random.default_rng(2)
+    n, k = 2000, 7
+    labels = rng.integers(0, k, n)
+    sure = np.full((n, k), 0.02)
+    sure[np.arange(n), labels] = 0.88
+    vague = np.full((n, k), 1 / k)
+    even = (np.arange(n) % 2 == 0)[:, None]
+    a, b = np.where(even, sure, vague), np.where(even, vague, sure)
+    noise = rng.dirichlet(np.ones(k), size=n)
+    chosen, trace = select_members([noise, a, b, a.copy()], labels)
+    assert sorted(chosen) == [1, 2] or sorted(chosen) == [2, 3]  # a (or its copy) and b, once
+    assert [len(step) for step, _ in trace] == [1, 2]
+    assert trace[1][1] < trace[0][1] - 0.1  # the pair is much better than either alone
+    # In-sample, adding the noise member can only lower the fitted log-loss (a weight may be 0);
+    # held out it does not help: that is why selection is cross-validated.
+    pair, triple = [a, b], [a, b, noise]
+    in_pair = log_loss(combine(pair, fit_weights(pair, labels)), labels)
+    in_triple = log_loss(combine(triple, fit_weights(triple, labels)), labels)
+    assert in_triple <= in_pair + 1e-9
+    assert cv_log_loss(triple, labels) >= cv_log_loss(pair, labels) - 1e-4
+    with pytest.raises(ValueError):
+        select_members([a], labels)
 
 
 def test_flip_tta_on_symmetric_input_is_a_noop(trained):
@@ -197,6 +223,11 @@ def test_ensemble_card_cli_fits_on_publictest_and_reports(trained, tmp_path):
     row = (tmp_path / "r.md").read_text().splitlines()[2]
     assert "ensemble(mini_xception, mini_xception)" in row and "(members)" in row
     assert runner.invoke(app, [*args[:2], "--data", str(csv_path), "--out", "x.json"]).exit_code != 0
+    # --select: a copy adds nothing held out, so no ensemble is written and the error says why
+    res = runner.invoke(app, [*args, "--select", "--out", str(tmp_path / "sel.json")])
+    assert res.exit_code != 0 and "alone" in str(res.exception) and not (tmp_path / "sel.json").exists()
+    res = runner.invoke(app, [*args, "--select", "--equal", "--out", str(tmp_path / "sel.json")])
+    assert res.exit_code != 0 and "not both" in str(res.exception)
 
 
 def test_unsplit_errors(trained):
@@ -239,3 +270,13 @@ def test_report_without_matplotlib_skips_plots(trained, tmp_path, monkeypatch, c
     written = {p.name for p in write_report(result, tmp_path)}
     assert written == {"eval.json", "eval.md"}
     assert "plots skipped: pip install matplotlib" in capsys.readouterr().err
+
+
+def test_ensemble_members_are_named_so_the_card_still_finds_them(tmp_path):
+    from ferkit.evaluate.ensemble_card import _member_name
+
+    (tmp_path / "cards" / "m").mkdir(parents=True)
+    inside, outside = tmp_path / "cards" / "m" / "a.onnx", tmp_path / "b.onnx"
+    assert _member_name(str(inside), inside, tmp_path / "cards") == "m/a.onnx"  # moves with the folder
+    assert _member_name(str(outside), outside, tmp_path / "cards") == str(outside.resolve())
+    assert _member_name("fast", tmp_path / "fast.onnx", tmp_path) == "fast"  # shipped names stay names

@@ -139,6 +139,10 @@ def ensemble_cmd(
     ),
     test_split: str = typer.Option("PrivateTest", help="Split whose figures go into the card."),
     equal: bool = typer.Option(False, help="Equal weights, nothing fitted (no held-out split left)."),
+    select: bool = typer.Option(
+        False,
+        help="MEMBERS are candidates: keep those picked by cross-validated log-loss (forward selection).",
+    ),
 ) -> None:
     """Combine models into one: weights fitted on PublicTest, the card carries PrivateTest figures."""
     from ferkit.evaluate.ensemble_card import build_ensemble_card
@@ -146,8 +150,17 @@ def ensemble_cmd(
     if out.suffix != ".json":
         raise typer.BadParameter("an ensemble card is a .json file", param_hint="--out")
     card = build_ensemble_card(
-        list(members), data, out, tta=tta, fit_split=fit_split, test_split=test_split, equal=equal
+        list(members),
+        data,
+        out,
+        tta=tta,
+        fit_split=fit_split,
+        test_split=test_split,
+        equal=equal,
+        select=select,
     )
+    for step in card.recipe.get("selection", []):
+        console.print(f"  {' + '.join(step['members'])}: cross-validated log-loss {step['cv_log_loss']:.4f}")
     weights = ", ".join(f"{m} {w:.3f}" for m, w in zip(card.members, card.member_weights, strict=True))
     console.print(f"wrote {out}: weights {weights}")
     for key, m in card.metrics.items():

@@ -4,6 +4,11 @@ Usage::
 
     w = fit_weights([p_val_a, p_val_b], val_labels)      # on PublicTest, never the test split
     probs = combine([p_test_a, p_test_b], w)
+    chosen, trace = select_members([p_val_a, p_val_b, p_val_c], val_labels)  # which to keep
+
+Weights fitted on a split always lower that split's log-loss as members are added (a weight can
+be 0), so members are chosen by *cross-validated* log-loss on it: weights fitted on k-1 folds,
+scored on the fold left out.
 """
 
 from __future__ import annotations
@@ -31,3 +36,49 @@ def fit_weights(probs: list[np.ndarray], labels: np.ndarray, steps: int = 300, l
         w = w * np.exp(-lr * grad)
         w /= w.sum()
     return w
+
+
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    p = np.asarray(probs, np.float64)[np.arange(len(labels)), np.asarray(labels)]
+    return float(-np.log(np.clip(p, 1e-12, None)).mean())
+
+
+def cv_log_loss(probs: list[np.ndarray], labels: np.ndarray, folds: int = 5, seed: int = 0) -> float:
+    """Held-out log-loss of the fitted ensemble: weights fitted on k-1 folds, scored on the k-th."""
+    labels = np.asarray(labels)
+    if len(probs) == 1:
+        return log_loss(probs[0], labels)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    total = 0.0
+    for held in np.array_split(order, folds):
+        train = np.setdiff1d(order, held)
+        w = fit_weights([p[train] for p in probs], labels[train])
+        total += log_loss(combine([p[held] for p in probs], w), labels[held]) * len(held)
+    return total / len(labels)
+
+
+def select_members(
+    probs: list[np.ndarray], labels: np.ndarray, folds: int = 5, min_gain: float = 1e-4
+) -> tuple[list[int], list[tuple[list[int], float]]]:
+    """Forward selection (Caruana et al. 2004) by cross-validated log-loss.
+
+    Starts from the best single member and adds, one at a time, the member that lowers the
+    held-out log-loss most; stops when none lowers it by ``min_gain``. Returns the chosen indices
+    and the trace: each step's members and their cross-validated log-loss.
+    """
+    if len(probs) < 2:
+        raise ValueError("selection needs at least two candidates")
+    remaining = list(range(len(probs)))
+    scores = {i: cv_log_loss([probs[i]], labels) for i in remaining}
+    chosen = [min(scores, key=scores.get)]
+    remaining.remove(chosen[0])
+    trace = [(list(chosen), scores[chosen[0]])]
+    while remaining:
+        tries = {i: cv_log_loss([probs[j] for j in chosen + [i]], labels, folds) for i in remaining}
+        best = min(tries, key=tries.get)
+        if tries[best] > trace[-1][1] - min_gain:
+            break
+        chosen.append(best)
+        remaining.remove(best)
+        trace.append((list(chosen), tries[best]))
+    return chosen, trace

@@ -8,7 +8,6 @@ Usage::
 
 from __future__ import annotations
 
-import os
 import platform
 from dataclasses import replace
 from pathlib import Path
@@ -16,11 +15,20 @@ from pathlib import Path
 from ferkit.card import LICENSE, ModelCard, metrics_from_eval
 from ferkit.data import FaceDataset, load_dataset
 from ferkit.errors import FerkitError
-from ferkit.evaluate.ensemble import fit_weights
+from ferkit.evaluate.ensemble import fit_weights, select_members
 from ferkit.evaluate.run import evaluate_models
 from ferkit.runtime.catalog import resolve_model
 from ferkit.runtime.classifier import OnnxClassifier
 from ferkit.runtime.tta import predict_tta
+
+
+def _member_name(member: str, path: Path, card_dir: Path) -> str:
+    """Shipped names stay names; files in the card's folder (or below) are stored relative to it,
+    so the folder can move as a whole; files elsewhere keep their absolute path."""
+    if Path(member).suffix != ".onnx":
+        return member
+    path, card_dir = Path(path).resolve(), Path(card_dir).resolve()
+    return path.relative_to(card_dir).as_posix() if path.is_relative_to(card_dir) else str(path)
 
 
 def build_ensemble_card(
@@ -32,18 +40,23 @@ def build_ensemble_card(
     fit_split: str = "PublicTest",
     test_split: str = "PrivateTest",
     equal: bool = False,
+    select: bool = False,
 ) -> ModelCard:
     """Write an ensemble card (``.json``) for ONNX members: weights fitted on ``fit_split``.
 
     The weights minimise the log-loss of the members' ``tta`` probabilities on ``fit_split``
     (never the test split); ``equal`` gives every member the same weight instead (when no
     held-out split is left: members fine-tuned on the only other split fit it too well). The
+    ``select`` treats ``members`` as candidates and keeps those that forward selection by
+    cross-validated log-loss on ``fit_split`` picks (the card's recipe records each step). The
     new ensemble is then evaluated on ``test_split`` with and without ``tta`` by the same code
     as ``ferkit eval``, and those figures go into the card.
     """
 
     if len(members) < 2:
         raise FerkitError("an ensemble needs at least two members")
+    if select and equal:
+        raise FerkitError("choose members by fitted weights (--select) or give them equal weights, not both")
     if fit_split == test_split and not equal:
         raise FerkitError(f"ensemble weights are fitted on {fit_split}; evaluate on another split")
     out = Path(out)
@@ -58,18 +71,28 @@ def build_ensemble_card(
             raise FerkitError(f"{m}: predicts {list(clf.labels)}, the first member {list(labels)}")
     ds = data if isinstance(data, FaceDataset) else load_dataset(data)
     ds.pick(test_split)  # a missing split fails before any work
+    selection = None
     if equal:
         weights = [1.0 / len(clfs)] * len(clfs)
         how = "equal weights"
     else:
         fit = ds.pick(fit_split)
-        weights = fit_weights([predict_tta(c, fit.images, tta) for c in clfs], fit.labels)
+        probs = [predict_tta(c, fit.images, tta) for c in clfs]
+        if select:
+            chosen, trace = select_members(probs, fit.labels)
+            selection = [
+                {"members": [members[i] for i in step], "cv_log_loss": round(loss, 5)} for step, loss in trace
+            ]
+            if len(chosen) < 2:
+                raise FerkitError(
+                    f"no ensemble of {', '.join(members)} beats {members[chosen[0]]} alone on "
+                    f"cross-validated {fit_split} log-loss; use it on its own"
+                )
+            keep = sorted(chosen)
+            members, paths, clfs, probs = ([seq[i] for i in keep] for seq in (members, paths, clfs, probs))
+        weights = fit_weights(probs, fit.labels)
         how = f"log-loss-optimal simplex weights on {fit_split} with {tta} TTA"
-    # Members named by path are stored relative to the card when they sit beside it.
-    names = [
-        os.path.relpath(p, out.parent) if Path(m).suffix == ".onnx" else m
-        for m, p in zip(members, paths, strict=True)
-    ]
+    names = [_member_name(m, p, out.parent) for m, p in zip(members, paths, strict=True)]
     cards = [c.card for c in clfs]
     card = ModelCard(
         labels=tuple(labels),
@@ -81,6 +104,7 @@ def build_ensemble_card(
             "members": names,
             "weights": how,
             "member_recipes": [c.recipe for c in cards],
+            **({"selection": selection} if selection else {}),
         },
         license=cards[0].license or LICENSE,
         kind="ensemble",

@@ -169,6 +169,32 @@ def test_stop_signals_finalise_the_output(tmp_path, face, signame, suffix):
     assert 0 < written < 1000 and written >= len(frames) > 0  # a complete, readable file of what was done
 
 
+@pytest.mark.parametrize("ignored", [True, False])
+def test_stop_signals_leave_an_ignored_hangup_ignored(ignored):
+    """Under ``nohup`` (SIGHUP ignored) a closed terminal must not stop a long run."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, time\n"
+        "from ferkit.utils import stop_signals\n"
+        "with stop_signals():\n"
+        "    os.kill(os.getpid(), signal.SIGHUP)\n"
+        "    time.sleep(0.5)\n"
+        "print('still running')\n"
+    )
+
+    def start() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN if ignored else signal.SIG_DFL)
+
+    proc = subprocess.run([sys.executable, "-c", code], preexec_fn=start, capture_output=True, text=True)
+    if ignored:
+        assert proc.returncode == 0 and "still running" in proc.stdout, proc.stderr
+    else:
+        assert proc.returncode != 0 and "Stopped: SIGHUP" in proc.stderr and not proc.stdout
+
+
 def _ffmpeg(*args: str) -> None:
     """Phones and editors write what OpenCV's writer cannot (rotation, irregular timestamps):
     make such files with the ffmpeg binary that the imageio-ffmpeg wheel carries."""

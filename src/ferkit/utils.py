@@ -80,7 +80,9 @@ def stop_signals() -> Iterator[None]:
     Commands that finish their outputs on Ctrl-C (video files, CSV rows, checkpoints) then
     do the same for ``timeout``, ``docker stop``, systemd and a closed terminal. Outside the
     main thread (where Python cannot set handlers) this does nothing. Only the first signal
-    raises; repeats are ignored while the clean-up runs (SIGKILL still ends the process).
+    raises; repeats are ignored while the clean-up runs (SIGKILL still ends the process). A
+    signal the process was told to ignore stays ignored: ``nohup ferkit train ...`` keeps
+    running when its terminal closes.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -94,6 +96,7 @@ def stop_signals() -> Iterator[None]:
             raise Stopped(signal.Signals(signum).name)
 
     wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    wanted = [sig for sig in wanted if signal.getsignal(sig) is not signal.SIG_IGN]
     previous = {sig: signal.signal(sig, handler) for sig in wanted}
     try:
         yield

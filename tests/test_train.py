@@ -4,7 +4,7 @@ import torch
 from typer.testing import CliRunner
 
 from ferkit.data import FaceDataset
-from ferkit.errors import CheckpointError, ConfigError
+from ferkit.errors import CheckpointError, ConfigError, FerkitError
 from ferkit.labels import FER2013, FER2013_NO_DISGUST, RAFDB
 from ferkit.models import create_model
 from ferkit.train import fit, load_config
@@ -106,6 +106,39 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     a = load_checkpoint(full.run_dir / "last.pt")["model"]
     b = load_checkpoint(resumed.run_dir / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_being_trained_cannot_be_resumed_twice(tmp_path):
+    import subprocess
+    import sys
+
+    from ferkit.train.checkpoint import run_lock
+
+    data = learnable(n_per_class=10)
+    run = fit(quick_cfg(tmp_path, epochs=1), dataset=data).run_dir
+    before = (run / "last.pt").stat().st_mtime_ns
+    holder = subprocess.Popen(  # a live trainer of the run, then killed without warning
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom ferkit.train.checkpoint import run_lock\n"
+            "with run_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FerkitError, match=f"being trained by process {holder.pid}"):
+            fit(quick_cfg(tmp_path), resume=run, dataset=data, epochs=2)
+        assert (run / "last.pt").stat().st_mtime_ns == before  # nothing touched
+    finally:
+        holder.kill()
+        holder.wait()
+    assert fit(quick_cfg(tmp_path), resume=run, dataset=data, epochs=2).epochs == 2  # the OS let go
+    with run_lock(run), pytest.raises(FerkitError, match="being trained"), run_lock(run):
+        pass  # two holders in one process conflict too (one lock per open file)
 
 
 def test_corrupted_checkpoint_is_a_clear_error(tmp_path):

@@ -31,7 +31,7 @@ from ferkit.data import FaceDataset
 from ferkit.errors import FerkitError, UnknownNameError
 from ferkit.models import create_model, list_models
 from ferkit.progress import batch_progress
-from ferkit.train.checkpoint import load_checkpoint
+from ferkit.train.checkpoint import load_checkpoint, run_lock
 from ferkit.train.config import TrainConfig, config_from_dict, config_to_dict, save_config
 from ferkit.train.data import TrainData, batch_order, prepare_data
 from ferkit.train.device import (
@@ -120,9 +120,22 @@ def fit(
     done); without it a resumed run keeps its own, unless ``cfg.epochs`` differs from the
     default.
     """
+    with contextlib.ExitStack() as held:
+        return _fit(cfg, held, resume=resume, callbacks=callbacks, dataset=dataset, epochs=epochs)
+
+
+def _fit(
+    cfg: TrainConfig,
+    held: contextlib.ExitStack,
+    *,
+    resume: str | os.PathLike | None,
+    callbacks: list[Callback] | None,
+    dataset: FaceDataset | None,
+    epochs: int | None,
+) -> TrainResult:
     from ferkit.train.callbacks import default_callbacks, final_evaluation
 
-    cfg, run_dir, ckpt = _open_run(cfg, resume, epochs)
+    cfg, run_dir, ckpt = _open_run(cfg, resume, epochs, held)
     if cfg.init == "imagenet" and ckpt is None:  # torchvision's published weights for this model
         from ferkit.models.imagenet import IMAGENET_WEIGHTS
 
@@ -173,6 +186,8 @@ def fit(
     if cfg.freeze:
         freeze(model, cfg.freeze)
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a run that cannot start leaves no folder
+    if ckpt is None:
+        held.enter_context(run_lock(run_dir))
     model.to(device)
     if cfg.channels_last and device.type == "cpu" and precision != "bf16" and has_grouped_conv(model):
         # torch 2.13's CPU backward of depthwise convolutions in channels_last crashes in
@@ -277,11 +292,17 @@ def _validate(state: TrainState, model: nn.Module, stats: EpochStats, epoch_star
     )
 
 
-def _open_run(cfg: TrainConfig, resume, epochs: int | None) -> tuple[TrainConfig, Path, dict | None]:
-    """A new run folder, or the run to continue with its own config (``epochs`` extends it)."""
+def _open_run(
+    cfg: TrainConfig, resume, epochs: int | None, held: contextlib.ExitStack
+) -> tuple[TrainConfig, Path, dict | None]:
+    """A new run folder, or the run to continue with its own config (``epochs`` extends it).
+
+    A resumed run is locked before its checkpoint is read (``held`` keeps the lock)."""
     ckpt = None
     if resume is not None:
         run_dir = Path(resume)
+        if run_dir.is_dir():
+            held.enter_context(run_lock(run_dir))
         ckpt = load_checkpoint(run_dir / "last.pt")
         saved = config_from_dict(ckpt["config"])
         if epochs is not None:  # asked for explicitly, even when it equals the class default

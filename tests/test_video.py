@@ -195,6 +195,31 @@ def test_stop_signals_leave_an_ignored_hangup_ignored(ignored):
         assert proc.returncode != 0 and "Stopped: SIGHUP" in proc.stderr and not proc.stdout
 
 
+def test_a_stop_that_python_drops_in_a_finaliser_is_delivered_again():
+    """SIGTERM arriving while ``__del__`` runs raises there, where Python only prints and
+    drops the exception; the run must still stop (it used to go on, deaf to more signals)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, time\n"
+        "from ferkit.utils import stop_signals\n"
+        "class Finaliser:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        for _ in range(1000): pass  # the handler runs here, inside __del__\n"
+        "try:\n"
+        "    with stop_signals():\n"
+        "        Finaliser()\n"
+        "        for _ in range(100): time.sleep(0.01)\n"
+        "        print('went on')\n"
+        "except KeyboardInterrupt as e:\n"
+        "    print('stopped:', type(e).__name__, e)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "stopped: Stopped SIGTERM", (proc.stdout, proc.stderr)
+
+
 def _ffmpeg(*args: str) -> None:
     """Phones and editors write what OpenCV's writer cannot (rotation, irregular timestamps):
     make such files with the ffmpeg binary that the imageio-ffmpeg wheel carries."""

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -82,7 +83,9 @@ def stop_signals() -> Iterator[None]:
     main thread (where Python cannot set handlers) this does nothing. Only the first signal
     raises; repeats are ignored while the clean-up runs (SIGKILL still ends the process). A
     signal the process was told to ignore stays ignored: ``nohup ferkit train ...`` keeps
-    running when its terminal closes.
+    running when its terminal closes. A signal that lands while Python runs a weakref callback
+    or ``__del__`` raises where Python can only print and drop the exception: it is then sent
+    again, so the stop still happens and later signals are not ignored for nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -95,12 +98,22 @@ def stop_signals() -> Iterator[None]:
             received.append(signum)
             raise Stopped(signal.Signals(signum).name)
 
+    def dropped(unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, Stopped) and received:
+            # Raised inside a callback Python cannot propagate from: deliver it once more,
+            # from another thread a moment later, so it lands in ordinary code.
+            threading.Timer(0.05, os.kill, (os.getpid(), received.pop())).start()
+        else:
+            hook(unraisable)
+
     wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
     wanted = [sig for sig in wanted if signal.getsignal(sig) is not signal.SIG_IGN]
     previous = {sig: signal.signal(sig, handler) for sig in wanted}
+    hook, sys.unraisablehook = sys.unraisablehook, dropped
     try:
         yield
     finally:
+        sys.unraisablehook = hook
         for sig, old in previous.items():
             signal.signal(sig, old)
 
@@ -116,8 +129,6 @@ def quiet_native_stderr() -> Iterator[None]:
     if os.environ.get("FERKIT_VERBOSE"):
         yield
         return
-    import sys
-
     sys.stderr.flush()
     saved = os.dup(2)
     try:

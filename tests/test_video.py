@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,47 @@ def test_timestamps_follow_the_frame_rate(clip):
     path, _ = clip
     times = [t for _, t, _ in read_frames(str(path))]
     assert abs(times[25] - times[0] - 1.0) < 0.05
+
+
+def test_annotated_video_plays_at_the_source_rate(tmp_path, face):
+    import cv2
+    from typer.testing import CliRunner
+
+    from ferkit.cli import app
+
+    src, out = tmp_path / "slow.avi", tmp_path / "out.mp4"
+    write_video(src, [Actor({"x": face}, [(0.0, "x")], (50, 50), (60, 60), size=150)], seconds=1, fps=10)
+    report = SourceReport()
+    assert sum(1 for _ in read_frames(str(src), report)) == 10 and report.fps == pytest.approx(10)
+    result = CliRunner().invoke(app, ["video", str(src), "--out", str(out), "--detector", "haar"])
+    assert result.exit_code == 0, result.output
+    cap = cv2.VideoCapture(str(out))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10) and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+
+
+def test_video_summary_shares_timelines_and_files(tmp_path):
+    from ferkit.runtime.recognize import Face
+    from ferkit.runtime.video import FrameResult, VideoSummary
+
+    labels = ["happy", "sad"]
+
+    def face(track, p_happy):
+        probs = {"happy": p_happy, "sad": 1 - p_happy}
+        return Face((0, 0, 10, 10), 1.0, probs, max(probs, key=probs.get), id=track)
+
+    summary = VideoSummary(labels)
+    for i, p in enumerate([0.9, 0.8, 0.3, 0.7]):
+        faces = [face(1, p)] + ([face(2, 0.1)] if i < 2 else [])
+        summary.add(FrameResult(i, i / 25, faces))
+    assert summary.shares() == {1: {"happy": 0.75, "sad": 0.25}, 2: {"happy": 0.0, "sad": 1.0}}
+    assert [t for t, _ in summary.timelines[1]] == [0, 0.04, 0.08, 0.12]
+    written = summary.write(tmp_path / "s")
+    assert [p.name for p in written] == ["summary.json", "timeline_face1.png", "timeline_face2.png"]
+    assert json.loads(written[0].read_text())["1"] == {"happy": 0.75, "sad": 0.25}
+    assert written[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted(
+        p.name for p in written
+    )  # no temp files
 
 
 def test_video_that_ends_early_is_reported(tmp_path, face):

@@ -3,6 +3,7 @@
 Usage::
 
     annotated = annotate(image_rgb, faces)     # a new uint8 RGB image
+    frame = annotate_tracked(image_rgb, faces, fps=24.8)   # + track ids and the rate
 """
 
 from __future__ import annotations
@@ -85,3 +86,19 @@ def _bars(img: np.ndarray, face: Face, x: int, y: int, width: int, scale: float)
             1,
             cv2.LINE_AA,
         )
+
+
+def annotate_tracked(image: np.ndarray, faces: list[Face], fps: float | None = None) -> np.ndarray:
+    """:func:`annotate` plus each face's track id under its box and, given, the frame rate."""
+    drawn = annotate(image, faces)
+    for f in faces:
+        if f.id is not None:
+            org = (f.box[0], f.box[1] + f.box[3] + 18)
+            cv2.putText(
+                drawn, f"#{f.id}", org, cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA
+            )
+    if fps is not None:
+        cv2.putText(
+            drawn, f"{fps:.1f} FPS", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 0), 2, cv2.LINE_AA
+        )
+    return drawn

@@ -7,14 +7,18 @@ Usage::
         frame.index, frame.time, [(f.id, f.label) for f in frame.faces]
 
 ``process_frames`` takes any iterable of ``(index, seconds, rgb_image)``, so the web app and
-the mirror game reuse the same loop on their own frames.
+the mirror game reuse the same loop on their own frames. ``VideoSummary`` collects what each
+tracked face showed (shares of frames per emotion, probability timelines) and writes it.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable, Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,6 +27,7 @@ from ferkit.errors import FerkitError
 from ferkit.runtime.detect import Detection
 from ferkit.runtime.recognize import Face, Recognizer
 from ferkit.runtime.track import FaceTracker
+from ferkit.utils import atomic_path
 
 
 @dataclass
@@ -41,6 +46,7 @@ class SourceReport:
     ended_early: bool = False
     expected_frames: int | None = None
     frames_read: int = 0
+    fps: float | None = None  # the container's nominal rate, when it states one
 
 
 def open_capture(source: str | int) -> cv2.VideoCapture:
@@ -69,6 +75,7 @@ def read_frames(
     cap = open_capture(source)
     try:
         fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        report.fps = fps if 0 < fps < 1000 else None
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         report.expected_frames = total if total > 0 else None
         index = 0
@@ -144,3 +151,75 @@ def process_video(
     source: str | int, recognizer: Recognizer, report: SourceReport | None = None, **kwargs
 ) -> Iterator[FrameResult]:
     return process_frames(read_frames(source, report), recognizer, **kwargs)
+
+
+def open_video_writer(path: str | os.PathLike, width: int, height: int, fps: float | None) -> cv2.VideoWriter:
+    """An annotated-video writer (.mp4: mp4v, .avi: MJPG) at the source's rate (25 if unknown)."""
+    path = Path(path)
+    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+    writer = cv2.VideoWriter(str(path), fourcc, float(fps or 25.0), (width, height))
+    if not writer.isOpened():
+        raise FerkitError(f"{path}: cannot write this video format (use .mp4 or .avi)")
+    return writer
+
+
+class VideoSummary:
+    """Per tracked face: the share of its frames under each emotion and its probability timeline.
+
+    Usage::
+
+        summary = VideoSummary(recognizer.labels)
+        for result in process_video("clip.mp4", recognizer):
+            summary.add(result)
+        summary.shares()              # {face id: {label: share of that face's frames}}
+        summary.write("out/summary")  # summary.json + timeline_face<ID>.png (matplotlib)
+    """
+
+    def __init__(self, labels: Sequence[str]):
+        self.labels = list(labels)
+        self.counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.timelines: dict[int, list[tuple[float, list[float]]]] = defaultdict(list)
+
+    def add(self, result: FrameResult) -> None:
+        for face in result.faces:
+            self.counts[face.id][face.label] += 1
+            self.timelines[face.id].append((result.time, [face.probs[n] for n in self.labels]))
+
+    def shares(self) -> dict[int, dict[str, float]]:
+        out = {}
+        for face_id, counts in sorted(self.counts.items()):
+            total = sum(counts.values())
+            out[face_id] = {label: counts.get(label, 0) / total for label in self.labels}
+        return out
+
+    def write(self, folder: str | os.PathLike) -> list[Path]:
+        """``summary.json`` and, where matplotlib is installed, one timeline plot per face;
+        each file is written atomically. Returns the files written."""
+        folder = Path(folder)
+        written = [folder / "summary.json"]
+        with atomic_path(written[0]) as tmp:
+            tmp.write_text(json.dumps({str(k): v for k, v in self.shares().items()}, indent=2))
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return written
+        for face_id, series in sorted(self.timelines.items()):
+            times = [t for t, _ in series]
+            probs = list(zip(*[p for _, p in series], strict=True))
+            fig, ax = plt.subplots(figsize=(10, 3.2))
+            ax.stackplot(times, probs, labels=self.labels)
+            ax.set_xlim(times[0], times[-1] if times[-1] > times[0] else times[0] + 1)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("time (s)")
+            ax.set_ylabel("probability (smoothed)")
+            ax.set_title(f"face #{face_id}")
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+            fig.tight_layout()
+            written.append(folder / f"timeline_face{face_id}.png")
+            with atomic_path(written[-1]) as tmp:
+                fig.savefig(tmp, dpi=90, format="png")
+            plt.close(fig)
+        return written

@@ -11,6 +11,7 @@ from ferkit.train import fit, load_config
 from ferkit.train.checkpoint import load_checkpoint, model_from_checkpoint
 from ferkit.train.config import config_from_dict, config_to_dict
 from ferkit.train.finetune import load_init_weights
+from ferkit.train.runs import read_run
 
 
 def learnable(n_per_class=60, seed=0) -> FaceDataset:
@@ -133,12 +134,57 @@ def test_a_run_being_trained_cannot_be_resumed_twice(tmp_path):
         with pytest.raises(FerkitError, match=f"being trained by process {holder.pid}"):
             fit(quick_cfg(tmp_path), resume=run, dataset=data, epochs=2)
         assert (run / "last.pt").stat().st_mtime_ns == before  # nothing touched
+        assert read_run(run).trainer == holder.pid and read_run(run).status == "training"
     finally:
         holder.kill()
         holder.wait()
+    info = read_run(run)
+    assert (info.status, info.epochs_done, info.epochs, info.trainer) == ("finished", 1, 1, None)
     assert fit(quick_cfg(tmp_path), resume=run, dataset=data, epochs=2).epochs == 2  # the OS let go
     with run_lock(run), pytest.raises(FerkitError, match="being trained"), run_lock(run):
         pass  # two holders in one process conflict too (one lock per open file)
+
+
+def test_runs_are_listed_with_progress_and_what_is_left(tmp_path):
+    import json
+    import os
+
+    from ferkit.cli import app
+    from ferkit.train.checkpoint import run_lock
+    from ferkit.train.runs import list_runs
+
+    def make(name, epochs, done, test=None):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text(
+            f"model: vgg_fer\nmodel_args: {{widths: [32, 64]}}\nepochs: {epochs}\n"
+        )
+        lines = ["epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,img_per_s"]
+        lines += [f"{e},1.0,0.5,1.0,{0.5 + 0.01 * (e % 4)},0.1,{100 + e},200" for e in range(1, done + 1)]
+        (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+        if test is not None:
+            (run / "test_metrics.json").write_text(json.dumps({"accuracy": test}))
+        return run
+
+    make("done", 4, 4, test=0.61)
+    stopped = make("stopped", 10, 6)
+    (tmp_path / "not-a-run").mkdir()
+    runs = {r.path.name: r for r in list_runs(tmp_path)}
+    assert set(runs) == {"done", "stopped"}
+    assert (runs["done"].status, runs["done"].test_accuracy, runs["done"].seconds_left) == (
+        "finished",
+        0.61,
+        None,
+    )
+    s = runs["stopped"]
+    assert (s.status, s.epochs_done, s.best_epoch, s.best_val_accuracy) == ("stopped", 6, 3, 0.53)
+    assert s.model == "vgg_fer [32, 64]" and s.seconds_per_epoch == 104 and s.seconds_left == 4 * 104
+    with run_lock(stopped):  # as `ferkit train --resume` holds it
+        assert list_runs(stopped)[0].trainer == os.getpid()
+        res = CliRunner().invoke(app, ["runs", str(tmp_path)], env={"COLUMNS": "200"})
+        assert res.exit_code == 0 and f"training (process {os.getpid()})" in res.output
+    res = CliRunner().invoke(app, ["runs", str(tmp_path)], env={"COLUMNS": "200"})
+    assert f"continue: ferkit train --resume {stopped}" in res.output and "training (" not in res.output
 
 
 def test_corrupted_checkpoint_is_a_clear_error(tmp_path):

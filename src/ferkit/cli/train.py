@@ -74,5 +74,45 @@ def _extra_overrides(args: list[str]) -> list[str]:
     return out
 
 
+def runs(
+    root: Optional[Path] = typer.Argument(
+        None, help="Folder of runs, or one run (default ~/.cache/ferkit/runs)."
+    ),
+) -> None:
+    """Training runs: progress, best validation accuracy, test accuracy, and which are training now."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ferkit.train.runs import list_runs
+
+    found = list_runs(root)
+    console = Console(soft_wrap=True)
+    if not found:
+        console.print(f"no training runs in {root or 'the cache'}")
+        return
+    table = Table(title="training runs")
+    for col in ("run", "model", "epochs", "best val (epoch)", "test", "s/epoch", "status"):
+        table.add_column(col)
+    for r in found:
+        best = f"{r.best_val_accuracy:.2%} ({r.best_epoch})" if r.best_val_accuracy is not None else "-"
+        status = r.status if r.trainer is None else f"training (process {r.trainer})"
+        if r.seconds_left is not None:
+            status += f", {r.seconds_left / 3600:.1f} h left"
+        table.add_row(
+            str(r.path),
+            r.model,
+            f"{r.epochs_done}/{r.epochs}",
+            best,
+            f"{r.test_accuracy:.2%}" if r.test_accuracy is not None else "-",
+            f"{r.seconds_per_epoch:.0f}" if r.seconds_per_epoch else "-",
+            status,
+        )
+    console.print(table)
+    for r in found:
+        if r.status == "stopped":
+            console.print(f"continue: ferkit train --resume {r.path}", markup=False, highlight=False)
+
+
 def register(root: typer.Typer) -> None:
     root.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(train)
+    root.command()(runs)

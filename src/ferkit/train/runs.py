@@ -1,0 +1,116 @@
+"""Training runs on disk: what each run folder holds, how far it got, and whether it is training now.
+
+Usage::
+
+    for run in list_runs():                     # ~/.cache/ferkit/runs (or a folder of runs)
+        print(run.path.name, run.status, f"{run.epochs_done}/{run.epochs}", run.best_val_accuracy)
+
+Read from ``config.yaml``, ``metrics.csv`` and ``test_metrics.json`` (never the checkpoints,
+so listing is quick); "training" means a process holds the run's lock (``RUN/.lock``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ferkit.utils import cache_dir
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    path: Path
+    model: str
+    epochs: int  # the run's schedule
+    epochs_done: int
+    best_val_accuracy: float | None
+    best_epoch: int | None
+    seconds_per_epoch: float | None  # mean of the last five epochs
+    test_accuracy: float | None  # PrivateTest (or the run's test split) from the best checkpoint
+    trainer: int | None  # process id of the live trainer, if any
+
+    @property
+    def status(self) -> str:
+        if self.trainer is not None:
+            return "training"
+        return "finished" if self.epochs_done >= self.epochs else "stopped"
+
+    @property
+    def seconds_left(self) -> float | None:
+        if self.seconds_per_epoch is None or self.epochs_done >= self.epochs:
+            return None
+        return (self.epochs - self.epochs_done) * self.seconds_per_epoch
+
+
+def live_trainer(run_dir: str | os.PathLike) -> int | None:
+    """The process id training ``run_dir`` now (it holds ``RUN/.lock``), else None."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: runs are not locked
+        return None
+    path = Path(run_dir) / ".lock"
+    if not path.is_file():
+        return None  # never locked: a run from before locks, or not a run
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            words = f.read().split()
+            return int(words[-1]) if words and words[-1].isdigit() else -1
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None
+
+
+def read_run(run_dir: str | os.PathLike) -> RunInfo:
+    """One run folder's state; a folder without ``config.yaml`` is not a run (ValueError)."""
+    run_dir = Path(run_dir)
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{run_dir}: not a training run (no readable config.yaml)") from exc
+    rows = []
+    try:
+        with open(run_dir / "metrics.csv", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("epoch")]
+    except OSError:
+        pass
+    best = max(rows, key=lambda r: float(r["val_acc"]), default=None)
+    recent = [float(r["seconds"]) for r in rows[-5:] if r.get("seconds")]
+    test = None
+    try:
+        test = float(json.loads((run_dir / "test_metrics.json").read_text())["accuracy"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    model = str(cfg.get("model", "?"))
+    widths = (cfg.get("model_args") or {}).get("widths")
+    return RunInfo(
+        path=run_dir,
+        model=f"{model} {widths}" if widths else model,
+        epochs=int(cfg.get("epochs") or 0),
+        epochs_done=int(rows[-1]["epoch"]) if rows else 0,
+        best_val_accuracy=float(best["val_acc"]) if best else None,
+        best_epoch=int(best["epoch"]) if best else None,
+        seconds_per_epoch=sum(recent) / len(recent) if recent else None,
+        test_accuracy=test,
+        trainer=live_trainer(run_dir),
+    )
+
+
+def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
+    """Every run in ``root`` (default ``~/.cache/ferkit/runs``), newest first; ``root`` may
+    also be one run folder."""
+    root = Path(root) if root is not None else cache_dir("runs")
+    if (root / "config.yaml").is_file():
+        return [read_run(root)]
+    runs = []
+    for folder in sorted(p for p in root.iterdir() if (p / "config.yaml").is_file()) if root.is_dir() else []:
+        try:
+            runs.append(read_run(folder))
+        except ValueError:
+            continue
+    return sorted(runs, key=lambda r: (r.path / "config.yaml").stat().st_mtime, reverse=True)

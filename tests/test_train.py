@@ -185,6 +185,8 @@ def test_runs_are_listed_with_progress_and_what_is_left(tmp_path):
         assert res.exit_code == 0 and f"training (process {os.getpid()})" in res.output
     res = CliRunner().invoke(app, ["runs", str(tmp_path)], env={"COLUMNS": "200"})
     assert f"continue: ferkit train --resume {stopped}" in res.output and "training (" not in res.output
+    with pytest.raises(FerkitError, match="no such folder"):
+        list_runs(tmp_path / "typo")
 
 
 def test_corrupted_checkpoint_is_a_clear_error(tmp_path):

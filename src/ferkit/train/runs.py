@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from ferkit.errors import FerkitError
 from ferkit.utils import cache_dir
 
 
@@ -105,10 +106,12 @@ def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
     """Every run in ``root`` (default ``~/.cache/ferkit/runs``), newest first; ``root`` may
     also be one run folder."""
     root = Path(root) if root is not None else cache_dir("runs")
+    if not root.is_dir():
+        raise FerkitError(f"{root}: no such folder")
     if (root / "config.yaml").is_file():
         return [read_run(root)]
     runs = []
-    for folder in sorted(p for p in root.iterdir() if (p / "config.yaml").is_file()) if root.is_dir() else []:
+    for folder in sorted(p for p in root.iterdir() if (p / "config.yaml").is_file()):
         try:
             runs.append(read_run(folder))
         except ValueError:

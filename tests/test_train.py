@@ -113,7 +113,7 @@ def test_a_run_being_trained_cannot_be_resumed_twice(tmp_path):
     import subprocess
     import sys
 
-    from ferkit.train.checkpoint import run_lock
+    from ferkit.train.runs import run_lock
 
     data = learnable(n_per_class=10)
     run = fit(quick_cfg(tmp_path, epochs=1), dataset=data).run_dir
@@ -122,7 +122,7 @@ def test_a_run_being_trained_cannot_be_resumed_twice(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom ferkit.train.checkpoint import run_lock\n"
+            "import sys, time\nfrom ferkit.train.runs import run_lock\n"
             "with run_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)",
             str(run),
         ],
@@ -150,8 +150,7 @@ def test_runs_are_listed_with_progress_and_what_is_left(tmp_path):
     import os
 
     from ferkit.cli import app
-    from ferkit.train.checkpoint import run_lock
-    from ferkit.train.runs import list_runs
+    from ferkit.train.runs import list_runs, run_lock
 
     def make(name, epochs, done, test=None):
         run = tmp_path / name

@@ -46,11 +46,11 @@ def build_ensemble_card(
 
     The weights minimise the log-loss of the members' ``tta`` probabilities on ``fit_split``
     (never the test split); ``equal`` gives every member the same weight instead (when no
-    held-out split is left: members fine-tuned on the only other split fit it too well). The
-    ``select`` treats ``members`` as candidates and keeps those that forward selection by
-    cross-validated log-loss on ``fit_split`` picks (the card's recipe records each step). The
-    new ensemble is then evaluated on ``test_split`` with and without ``tta`` by the same code
-    as ``ferkit eval``, and those figures go into the card.
+    held-out split is left: members fine-tuned on the only other split fit it too well). With
+    ``select``, ``members`` are candidates: forward selection by cross-validated log-loss on
+    ``fit_split`` keeps some of them (the card's recipe records each step). The new ensemble
+    is then evaluated on ``test_split`` with and without ``tta`` by the same code as ``ferkit
+    eval``, and those figures go into the card.
     """
 
     if len(members) < 2:

@@ -12,11 +12,9 @@ with ``torch.load(weights_only=True)`` (no pickled code runs).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,44 +22,12 @@ import torch
 from torch import nn
 
 from ferkit.card import LICENSE, ModelCard
-from ferkit.errors import CheckpointError, FerkitError
+from ferkit.errors import CheckpointError
 from ferkit.models import create_model
 from ferkit.utils import atomic_path
 
 CHECKPOINT_FORMAT = "ferkit-checkpoint"
 CHECKPOINT_VERSION = 1
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
-    """Hold ``RUN/.lock`` while this process trains the run.
-
-    A second ``--resume`` of a run that is still training (or a second run into the same
-    ``--out``) then fails at once instead of interleaving two histories' checkpoints. The lock
-    is the OS's (``flock``), so it goes with the process however that ends, SIGKILL included.
-    Only rank 0 of a DDP job takes it; where ``fcntl`` is missing (Windows) nothing is locked.
-    """
-    try:
-        import fcntl
-    except ImportError:
-        fcntl = None
-    if fcntl is None or int(os.environ.get("RANK", "0") or 0) != 0:
-        yield
-        return
-    with open(Path(run_dir) / ".lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise FerkitError(
-                f"{run_dir} is being trained by {holder}; wait for it to finish or stop it, then --resume it"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"process {os.getpid()}\n")
-        f.flush()
-        yield
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:

@@ -31,7 +31,7 @@ from ferkit.data import FaceDataset
 from ferkit.errors import FerkitError, UnknownNameError
 from ferkit.models import create_model, list_models
 from ferkit.progress import batch_progress
-from ferkit.train.checkpoint import load_checkpoint, run_lock
+from ferkit.train.checkpoint import load_checkpoint
 from ferkit.train.config import TrainConfig, config_from_dict, config_to_dict, save_config
 from ferkit.train.data import TrainData, batch_order, prepare_data
 from ferkit.train.device import (
@@ -51,6 +51,7 @@ from ferkit.train.epoch import (
 from ferkit.train.finetune import freeze, head_prefix, load_init_weights
 from ferkit.train.onnx_init import load_onnx_init, onnx_init_source
 from ferkit.train.optim import EMA, make_optimizer, make_scheduler
+from ferkit.train.runs import run_lock
 from ferkit.utils import new_run_dir
 
 

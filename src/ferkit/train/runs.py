@@ -6,14 +6,17 @@ Usage::
         print(run.path.name, run.status, f"{run.epochs_done}/{run.epochs}", run.best_val_accuracy)
 
 Read from ``config.yaml``, ``metrics.csv`` and ``test_metrics.json`` (never the checkpoints,
-so listing is quick); "training" means a process holds the run's lock (``RUN/.lock``).
+so listing is quick, and torch is not imported); "training" means a process holds the run's
+lock, ``RUN/.lock``, which :func:`run_lock` takes for ``fit``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,23 +51,62 @@ class RunInfo:
         return (self.epochs - self.epochs_done) * self.seconds_per_epoch
 
 
-def live_trainer(run_dir: str | os.PathLike) -> int | None:
-    """The process id training ``run_dir`` now (it holds ``RUN/.lock``), else None."""
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked
+    fcntl = None  # type: ignore[assignment]
+
+
+def _take(f) -> bool:
     try:
-        import fcntl
-    except ImportError:  # Windows: runs are not locked
-        return None
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def _holder(f) -> int | None:
+    f.seek(0)
+    words = f.read().split()  # "process <pid>", as run_lock writes it
+    return int(words[-1]) if words and words[-1].isdigit() else None
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold ``RUN/.lock`` while this process trains the run.
+
+    A second ``--resume`` of a run that is still training (or a second run into the same
+    ``--out``) then fails at once instead of interleaving two histories' checkpoints. The lock
+    is the OS's (``flock``), so it goes with the process however that ends, SIGKILL included.
+    Only rank 0 of a DDP job takes it; where ``fcntl`` is missing (Windows) nothing is locked.
+    """
+    if fcntl is None or int(os.environ.get("RANK", "0") or 0) != 0:
+        yield
+        return
+    with open(Path(run_dir) / ".lock", "a+") as f:
+        if not _take(f):
+            pid = _holder(f)
+            raise FerkitError(
+                f"{run_dir} is being trained by {f'process {pid}' if pid else 'another process'}; "
+                "wait for it to finish or stop it, then --resume it"
+            )
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()}\n")
+        f.flush()
+        yield
+
+
+def live_trainer(run_dir: str | os.PathLike) -> int | None:
+    """The process id training ``run_dir`` now (it holds ``RUN/.lock``; -1 if it did not say), else None."""
     path = Path(run_dir) / ".lock"
-    if not path.is_file():
+    if fcntl is None or not path.is_file():
         return None  # never locked: a run from before locks, or not a run
     with open(path) as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            words = f.read().split()
-            return int(words[-1]) if words and words[-1].isdigit() else -1
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return None
+        if _take(f):
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return None
+        return _holder(f) or -1
 
 
 def read_run(run_dir: str | os.PathLike) -> RunInfo:
@@ -111,7 +153,7 @@ def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
     if (root / "config.yaml").is_file():
         return [read_run(root)]
     runs = []
-    for folder in sorted(p for p in root.iterdir() if (p / "config.yaml").is_file()):
+    for folder in (p for p in root.iterdir() if (p / "config.yaml").is_file()):
         try:
             runs.append(read_run(folder))
         except ValueError:

@@ -31,7 +31,8 @@ def train(
     the run folder; Ctrl-C keeps the last completed epoch and --resume continues it.
     """
     try:
-        from ferkit.train import fit, load_config
+        from ferkit.train.config import load_config  # first: a missing PyYAML is named before torch
+        from ferkit.train.loop import fit
     except ModuleNotFoundError as exc:  # a core install: no torch / PyYAML
         raise FerkitError(
             f'training needs its extra: pip install "ferkit[train]" torch==2.13.0 ({exc.name} is missing)'

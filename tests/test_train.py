@@ -167,9 +167,15 @@ def test_runs_are_listed_with_progress_and_what_is_left(tmp_path):
 
     make("done", 4, 4, test=0.61)
     stopped = make("stopped", 10, 6)
+    slow = make("slow-once", 10, 6)  # one epoch ran beside something else: 500 s
+    rows = (slow / "metrics.csv").read_text().splitlines()
+    rows[3] = rows[3].replace(",103,", ",500,")
+    assert ",500," in rows[3]
+    (slow / "metrics.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "not-a-run").mkdir()
     runs = {r.path.name: r for r in list_runs(tmp_path)}
-    assert set(runs) == {"done", "stopped"}
+    assert set(runs) == {"done", "stopped", "slow-once"}
+    assert runs["slow-once"].seconds_per_epoch == 105  # median of 102, 500, 104, 105, 106 (mean 183.4)
     assert (runs["done"].status, runs["done"].test_accuracy, runs["done"].seconds_left) == (
         "finished",
         0.61,

@@ -16,6 +16,7 @@ import contextlib
 import csv
 import json
 import os
+import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,8 @@ class RunInfo:
     epochs_done: int
     best_val_accuracy: float | None
     best_epoch: int | None
-    seconds_per_epoch: float | None  # mean of the last five epochs
+    seconds_per_epoch: float | None  # median of the last five epochs (one slow epoch, e.g. while
+    # tests ran beside the trainer, does not move the estimate)
     test_accuracy: float | None  # PrivateTest (or the run's test split) from the best checkpoint
     trainer: int | None  # process id of the live trainer, if any
 
@@ -138,7 +140,7 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
         epochs_done=int(rows[-1]["epoch"]) if rows else 0,
         best_val_accuracy=float(best["val_acc"]) if best else None,
         best_epoch=int(best["epoch"]) if best else None,
-        seconds_per_epoch=sum(recent) / len(recent) if recent else None,
+        seconds_per_epoch=statistics.median(recent) if recent else None,
         test_accuracy=test,
         trainer=live_trainer(run_dir),
     )

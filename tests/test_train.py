@@ -474,6 +474,31 @@ def cfg_teacher_saved(run_dir) -> str:
     return yaml.safe_load((run_dir / "config.yaml").read_text())["teacher"]
 
 
+def test_teacher_cache_follows_the_teachers_files(tmp_path):
+    """Cached targets are keyed by the files the teacher is made of: re-making one member of
+    an ensemble card (or the model a shipped name points to) gives a new key."""
+    import json
+    import os
+    import shutil
+
+    from ferkit.runtime.catalog import WEIGHTS_DIR
+    from ferkit.train.distill import _teacher_key
+
+    images = np.zeros((4, 48, 48), np.uint8)
+    for name in ("tiny", "fast"):
+        shutil.copy(WEIGHTS_DIR / f"{name}.onnx", tmp_path / f"{name}.onnx")
+    card = tmp_path / "ens.json"
+    card.write_text(json.dumps({"kind": "ensemble", "members": ["tiny.onnx", "fast.onnx"]}))
+    before = _teacher_key(str(card), images, "flip")
+    assert _teacher_key(str(card), images, "flip") == before  # stable
+    assert _teacher_key(str(card), images, "none") != before
+    member = tmp_path / "fast.onnx"
+    os.utime(member, ns=(member.stat().st_atime_ns, member.stat().st_mtime_ns + 10**9))
+    assert _teacher_key(str(card), images, "flip") != before  # a member was re-made
+    shipped = _teacher_key("tiny", images, "flip")
+    assert shipped == _teacher_key(str(WEIGHTS_DIR / "tiny.onnx"), images, "flip")
+
+
 def test_teacher_with_another_label_set_is_a_clear_error(tmp_path):
     from ferkit.errors import LabelMismatchError
 

@@ -17,6 +17,7 @@ sees augmented images against the clean image's targets.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -29,19 +30,32 @@ from ferkit.errors import LabelMismatchError
 from ferkit.utils import atomic_path, cache_dir
 
 
-def _teacher_key(spec: str, images: np.ndarray, tta: str) -> str:
-    h = hashlib.sha256()
-    path = Path(spec).expanduser()
-    if path.exists():
-        for p in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            if p.is_file():
-                st = p.stat()
-                h.update(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
-    else:
-        h.update(spec.encode())  # a shipped name: the package version pins it
-        from ferkit import __version__
+def _model_files(spec: str) -> list[Path]:
+    """The files a model is made of: a run folder's files, a checkpoint, or the resolved
+    ``.onnx`` / ensemble card with every member's files (shipped names included)."""
+    from ferkit.card import is_ensemble_card
+    from ferkit.runtime.catalog import member_path, resolve_model
 
-        h.update(__version__.encode())
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    if path.suffix in (".pt", ".pth"):
+        return [path]
+    card = resolve_model(spec)
+    files = [card]
+    if is_ensemble_card(card):
+        for member in json.loads(card.read_text()).get("members", []):
+            files += _model_files(str(member_path(card, member)))
+    return files
+
+
+def _teacher_key(spec: str, images: np.ndarray, tta: str) -> str:
+    """Names the cached targets by the teacher's files (path, size, modification time), so a
+    re-made model, or a re-made member of an ensemble, is never answered from an old cache."""
+    h = hashlib.sha256()
+    for p in _model_files(spec):
+        st = p.stat()
+        h.update(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
     h.update(tta.encode())
     h.update(str(images.shape).encode())
     h.update(hashlib.sha256(np.ascontiguousarray(images).data).digest())

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/int8.py [--models accurate ferplus fast tiny] [--ship] [--fp32 DIR]
+    python bench/int8.py [--models accurate ferplus fast tiny] [--ship] [--fp32 DIR] [--int4]
 
 Each shipped ONNX model is quantised (static QDQ, per-channel weights; 512 Training faces
 calibrate the activations) and both versions are evaluated on PrivateTest, plain and with
@@ -11,6 +11,8 @@ file by its int8 version where int8 costs at most ``--max-drop`` points in both,
 rewrites its card's metrics (ONNX metadata and the JSON beside it) from the int8 run.
 A model shipped as int8 already is skipped unless ``--fp32 DIR`` holds its fp32 original
 (``DIR/NAME.onnx``: ``ferkit export RUN`` or the file from git history) to quantise again.
+``--int4`` stores the weights as int4 (still run as int8 once loaded; half the file, for the
+large networks: full-width ``vgg_fer``), under the same rule.
 """
 
 from __future__ import annotations
@@ -44,12 +46,13 @@ def evaluate(model: str, data: Path) -> dict[str, dict]:
 
 
 def ship(name: str, int8_path: Path, int8_metrics: dict[str, dict]) -> None:
-    """Replace weights/NAME.onnx by the int8 file; the card's measured metrics follow it."""
+    """Replace weights/NAME.onnx by the quantised file; the card's measured metrics follow it."""
     card = ModelCard.read_json(WEIGHTS_DIR / f"{name}.json")
     metrics = {k: v for k, v in card.metrics.items() if not k.startswith("PrivateTest")} | int8_metrics
-    extra = card.extra | {"quantization": "int8 static QDQ, per-channel weights (bench/int8.py)"}
-    card = dataclasses.replace(card, metrics=metrics, extra=extra)
     model = onnx.load(str(int8_path))
+    how = next(p.value for p in model.metadata_props if p.key == "quantization")
+    extra = card.extra | {"quantization": f"{how} (bench/int8.py)"}
+    card = dataclasses.replace(card, metrics=metrics, extra=extra)
     del model.metadata_props[:]
     for key, value in card.to_metadata().items():
         model.metadata_props.add(key=key, value=value)
@@ -65,11 +68,13 @@ def main() -> None:
     parser.add_argument("--max-drop", type=float, default=0.2, help="points of accuracy int8 may cost")
     parser.add_argument("--ship", action="store_true")
     parser.add_argument("--fp32", type=Path, help="folder of fp32 originals of models shipped as int8")
+    parser.add_argument("--int4", action="store_true", help="weights stored as int4 (run as int8)")
     args = parser.parse_args()
     fer = load_dataset(args.data / "fer2013.tar.gz")
     train = fer.pick("train")
     calibration = train.images[np.random.default_rng(0).choice(len(train), 512, replace=False)]
-    print("| model | fp32 MB | int8 MB | fp32 plain | int8 plain | fp32 flip | int8 flip | shipped |")
+    q = "int4" if args.int4 else "int8"
+    print(f"| model | fp32 MB | {q} MB | fp32 plain | {q} plain | fp32 flip | {q} flip | shipped |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     scratch = Path(tempfile.mkdtemp())
     for name in args.models:
@@ -77,13 +82,21 @@ def main() -> None:
         card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
         if "quantization" in card:
             if not (args.fp32 and (args.fp32 / f"{name}.onnx").is_file()):
-                print(f"| {name} | already int8 | | | | | | |")
+                print(f"| {name} | already quantised | | | | | | |")
                 continue
             fp32_path = args.fp32 / f"{name}.onnx"
         data = args.data / ("fer2013new.csv" if card.get("label_set") == "ferplus" else "fer2013.tar.gz")
         int8_path = scratch / f"{name}.onnx"
         test = load_dataset(data).pick("test")
-        quantize_int8(fp32_path, int8_path, calibration, test.images[:64], test.labels[:64], "PrivateTest")
+        quantize_int8(
+            fp32_path,
+            int8_path,
+            calibration,
+            test.images[:64],
+            test.labels[:64],
+            "PrivateTest",
+            weight_bits=4 if args.int4 else 8,
+        )
         sizes = fp32_path.stat().st_size / 1e6, int8_path.stat().st_size / 1e6
         before, after = evaluate(str(fp32_path), data), evaluate(str(int8_path), data)
         acc = {k: (before[k]["accuracy"] * 100, after[k]["accuracy"] * 100) for k in before}

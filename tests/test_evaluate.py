@@ -245,7 +245,7 @@ def test_int8_quantisation_keeps_card_and_accuracy(trained, tmp_path):
     clf = load_model(q.path)
     assert clf.labels == load_model(onnx_path).labels
     assert clf.card.extra["quantization"].startswith("int8")
-    assert abs(q.int8_accuracy - q.fp32_accuracy) <= 0.1
+    assert abs(q.quantized_accuracy - q.fp32_accuracy) <= 0.1
     # the softmax stays in float: quantised probabilities came in steps of 1/255
     import onnx
 
@@ -256,6 +256,68 @@ def test_int8_quantisation_keeps_card_and_accuracy(trained, tmp_path):
     )
     p = clf.session.run(None, {clf.input_name: clf.prepare(val.images[:32])})[0]
     assert np.allclose(p.sum(1), 1, atol=1e-5)
+
+
+def test_int4_stored_weights_run_as_the_int8_graph_they_encode(trained, tmp_path):
+    """``weight_bits=4``: the file holds int4 weights (half a byte each) and loads as an int8
+    graph computing exactly ``q * scale``; card kept. What int4 costs in accuracy is measured
+    on the real models (README), not on this two-epoch toy."""
+    import onnx
+    from onnx import numpy_helper
+
+    from ferkit.export import _int4_tensor, int4_weights, quantize_int8
+
+    data, _, onnx_path, _ = trained
+    train = data.pick("train")
+    q8 = quantize_int8(onnx_path, tmp_path / "m.int8.onnx", train.images[:128], data.images, data.labels)
+    q4 = quantize_int8(
+        onnx_path, tmp_path / "m.int4.onnx", train.images[:128], data.images, data.labels, weight_bits=4
+    )
+    clf = load_model(q4.path)
+    assert clf.labels == load_model(onnx_path).labels
+    assert "int4 weights" in clf.card.extra["quantization"]
+    graph = onnx.load(str(q4.path)).graph
+    inits = {t.name: t for t in graph.initializer}
+    weights = [
+        n
+        for n in graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and len(inits[n.input[0]].dims) > 1
+    ]
+    assert weights and all(inits[n.input[0]].data_type == onnx.TensorProto.INT4 for n in weights)
+    assert all(
+        len(inits[n.input[0]].raw_data) == (int(np.prod(inits[n.input[0]].dims)) + 1) // 2 for n in weights
+    )
+    assert q4.size_bytes < q8.size_bytes
+    # loaded: the same graph with the int4 values held as int8 (no int4 tensor reaches ONNX Runtime)
+    values = {n.input[0]: numpy_helper.to_array(inits[n.input[0]]) for n in weights}
+    assert all(v.min() >= -7 and v.max() <= 7 for v in values.values())
+    as_int8 = onnx.load(str(q4.path))
+    for t in as_int8.graph.initializer:
+        if t.data_type == onnx.TensorProto.INT4:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.int8), t.name))
+    onnx.save(as_int8, str(tmp_path / "reference.onnx"))
+    reference = load_model(tmp_path / "reference.onnx")
+    assert np.array_equal(clf.predict_proba(data.images), reference.predict_proba(data.images))
+    # --init reads int4 files too (fine-tuning a shipped model): every tensor, float32
+    import torch
+
+    from ferkit.models import create_model
+    from ferkit.train.onnx_init import onnx_state_dict
+
+    net = create_model("mini_xception", num_classes=7, in_chans=1)
+    sd4, sd8 = onnx_state_dict(q4.path, net), onnx_state_dict(q8.path, net)
+    assert sd4.keys() == sd8.keys()
+    assert all(v.dtype == torch.float32 for k, v in sd4.items() if not k.endswith("num_batches_tracked"))
+    assert all(sd4[k].shape == sd8[k].shape for k in sd8)
+
+    w = np.random.default_rng(0).normal(size=(16, 32, 3, 3)).astype(np.float32)
+    qv, scale = int4_weights(w)
+    assert qv.dtype == np.int8 and qv.min() >= -7 and qv.max() <= 7 and scale.shape == (16,)
+    full = scale.reshape(16, 1, 1, 1)
+    assert np.all(np.abs(qv * full - w) <= full / 2 + 1e-6)  # rounding, never clipping
+    assert (numpy_helper.to_array(_int4_tensor("t", qv)) == qv).all()  # nibbles in ONNX's order
+    odd = qv.reshape(-1)[:7]
+    assert (numpy_helper.to_array(_int4_tensor("t", odd)) == odd).all()
 
 
 def test_report_without_matplotlib_skips_plots(trained, tmp_path, monkeypatch, capsys):

@@ -114,7 +114,7 @@ class QuantizeReport:
     path: Path
     size_bytes: int
     fp32_accuracy: float
-    int8_accuracy: float
+    quantized_accuracy: float
     split: str
 
 
@@ -125,12 +125,22 @@ def quantize_int8(
     eval_images: np.ndarray,
     eval_labels: np.ndarray,
     split: str = "PublicTest",
+    *,
+    weight_bits: int = 8,
 ) -> QuantizeReport:
     """Static int8 quantisation (QDQ, per-channel weights) with ONNX Runtime's tools.
 
     ``calibration``: uint8 faces (N, H, W) from the training split to fit activation ranges.
     The card travels along; accuracy before and after is measured on ``eval_images``.
+
+    ``weight_bits=4``: the weights are rounded to 15 levels a channel (``int4_weights``) and
+    stored as int4, half the file; the biases stay float (an int32 bias would be tied to the
+    int8 weight scale). The computation is still int8: ``OnnxClassifier`` widens the int4
+    weights to int8 when it loads the file, so ONNX Runtime runs its int8 kernels (measured
+    on full-width ``vgg_fer``: 3.6 MB instead of 7.1, same PrivateTest accuracy, same speed).
     """
+    if weight_bits not in (4, 8):
+        raise ValueError(f"weight_bits must be 8 or 4, not {weight_bits}")
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -163,14 +173,68 @@ def quantize_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=softmax,
+            extra_options={"QuantizeBias": weight_bits == 8},
         )
         model = onnx.load(str(tmp))
+        how = "int8 static QDQ, per-channel weights"
+        if weight_bits == 4:
+            _int4_weights_in_place(model)
+            how = "int8 static QDQ, per-channel int4 weights (stored 4-bit, run as int8)"
         del model.metadata_props[:]
         for entry in onnx.load(str(fp32_path)).metadata_props:
             model.metadata_props.add().CopyFrom(entry)
-        model.metadata_props.add(key="quantization", value="int8 static QDQ, per-channel weights")
+        model.metadata_props.add(key="quantization", value=how)
         onnx.save(model, str(tmp))
     int8 = OnnxClassifier(out)
     acc_fp32 = float((fp32.predict_proba(eval_images).argmax(1) == eval_labels).mean())
     acc_int8 = float((int8.predict_proba(eval_images).argmax(1) == eval_labels).mean())
     return QuantizeReport(out, out.stat().st_size, acc_fp32, acc_int8, split)
+
+
+INT4_OPSET = 21  # DequantizeLinear with int4 inputs
+
+
+def int4_weights(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int4 for one weight tensor, output channels first: ``(q, scale)`` with ``q``
+    in [-7, 7] (int8 array) and one float scale per output channel, ``weight ~ q * scale``."""
+    w = np.asarray(weight, np.float32)
+    amax = np.abs(w.reshape(len(w), -1)).max(axis=1)
+    scale = np.where(amax > 0, amax / 7, 1.0).astype(np.float32)
+    q = np.clip(np.rint(w / scale.reshape(-1, *[1] * (w.ndim - 1))), -7, 7).astype(np.int8)
+    return q, scale
+
+
+def _int4_weights_in_place(model) -> None:
+    """Each int8 weight of a QDQ graph (``DequantizeLinear`` of an int8 initializer, one
+    scale per output channel) re-rounded to int4 and stored as an INT4 initializer."""
+    from onnx import TensorProto, numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        source = inits.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if source is None or source.data_type != TensorProto.INT8:
+            continue
+        q8 = numpy_helper.to_array(source).astype(np.float32)
+        scale = numpy_helper.to_array(inits[node.input[1]])
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if axis != 0 or scale.shape != (len(q8),):
+            raise ValueError(f"{node.input[0]}: expected one weight scale per output channel")
+        q4, scale4 = int4_weights(q8 * scale.reshape(-1, *[1] * (q8.ndim - 1)))
+        source.CopyFrom(_int4_tensor(node.input[0], q4))
+        inits[node.input[1]].CopyFrom(numpy_helper.from_array(scale4, node.input[1]))
+        if len(node.input) > 2 and node.input[2] in inits:  # the zero point: 0, as int4
+            inits[node.input[2]].CopyFrom(_int4_tensor(node.input[2], np.zeros(len(q8), np.int8)))
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = max(opset.version, INT4_OPSET)
+
+
+def _int4_tensor(name: str, q: np.ndarray):
+    """An ONNX INT4 initializer: two values a byte, the first in the low nibble."""
+    from onnx import TensorProto, helper
+
+    nibbles = (q.reshape(-1).astype(np.int16) & 0xF).astype(np.uint8)
+    if len(nibbles) % 2:
+        nibbles = np.append(nibbles, np.uint8(0))
+    packed = nibbles[0::2] | (nibbles[1::2] << 4)
+    return helper.make_tensor(name, TensorProto.INT4, q.shape, packed.tobytes(), raw=True)

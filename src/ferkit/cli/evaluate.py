@@ -74,8 +74,12 @@ def export_cmd(
     out: Path = typer.Option(..., help="ONNX file to write (the card goes beside it as .json)."),
     metrics: list[Path] = typer.Option([], help="eval.json from ferkit eval (repeatable) for the card."),
     int8: bool = typer.Option(False, help="Also write an int8 model (OUT with .int8.onnx); needs --data."),
+    int4: bool = typer.Option(
+        False,
+        help="Also write int8 with int4-stored weights, half the size (OUT with .int4.onnx); needs --data.",
+    ),
     data: Optional[Path] = typer.Option(
-        None, help="Dataset for int8 calibration (Training) and the check (PublicTest)."
+        None, help="Dataset for int8 calibration (Training) and the quantised model's check (PublicTest)."
     ),
 ) -> None:
     """Export to ONNX (dynamic batch, labels/preprocessing/recipe/metrics in metadata); verify vs torch."""
@@ -92,24 +96,39 @@ def export_cmd(
         f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB) and {report.path.with_suffix('.json')}; "
         f"max |ONNX - torch| = {report.max_abs_diff:.2e}"
     )
-    if int8:
+    if (int8 or int4) and data is None:
+        raise typer.BadParameter("--int8 / --int4 need --data (calibration and accuracy check)")
+    if int8 or int4:
         import numpy as np
 
         from ferkit.data import load_dataset
         from ferkit.export import quantize_int8
 
-        if data is None:
-            raise typer.BadParameter("--int8 needs --data (calibration and accuracy check)")
         ds = load_dataset(data)
         train, val = ds.pick("train"), ds.pick("val")
         pick = np.random.default_rng(0).choice(len(train), size=min(512, len(train)), replace=False)
-        q = quantize_int8(
-            out, out.with_suffix(".int8.onnx"), train.images[pick], val.images, val.labels, val.split_names[0]
-        )
-        console.print(
-            f"wrote {q.path} ({q.size_bytes / 1e6:.2f} MB); {q.split} accuracy fp32 {q.fp32_accuracy:.2%} -> "
-            f"int8 {q.int8_accuracy:.2%} ({(q.int8_accuracy - q.fp32_accuracy) * 100:+.2f} pt)"
-        )
+        reports = [
+            (
+                f"int8 ({bits}-bit weights)" if bits == 4 else "int8",
+                quantize_int8(
+                    out,
+                    out.with_suffix(f".int{bits}.onnx"),
+                    train.images[pick],
+                    val.images,
+                    val.labels,
+                    val.split_names[0],
+                    weight_bits=bits,
+                ),
+            )
+            for bits, wanted in ((8, int8), (4, int4))
+            if wanted
+        ]
+        for kind, q in reports:
+            before, after = q.fp32_accuracy, q.quantized_accuracy
+            console.print(
+                f"wrote {q.path} ({q.size_bytes / 1e6:.2f} MB); {q.split} accuracy fp32 {before:.2%} -> "
+                f"{kind} {after:.2%} ({(after - before) * 100:+.2f} pt)"
+            )
 
 
 def report_cmd(

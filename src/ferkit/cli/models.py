@@ -35,7 +35,7 @@ def list_cmd(input_size: int = typer.Option(48, help="Input side for the archite
         )
         shipped.add_row(
             name + (" (default)" if name == default else ""),
-            card.architecture + (" int8" if card.get("quantization") else ""),
+            f"{card.architecture} {(card.get('quantization') or '').split(' ')[0]}".strip(),
             str(len(card.labels)),
             f"{card.input_size} {card.color}",
             _accuracy(card.metrics, "PrivateTest") + suffix,

@@ -325,6 +325,20 @@ def test_int4_stored_weights_run_as_the_int8_graph_they_encode(trained, tmp_path
     assert (numpy_helper.to_array(_int4_tensor("t", odd)) == odd).all()
 
 
+def test_export_quantised_needs_data_and_says_so_before_any_work(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from ferkit.cli import app
+
+    _, run_dir, _, _ = trained
+    out = tmp_path / "m.onnx"
+    res = CliRunner().invoke(
+        app, ["export", str(run_dir), "--out", str(out), "--int4"], env={"COLUMNS": "200"}
+    )
+    assert res.exit_code == 2 and "--int8 / --int4 need --data" in res.output
+    assert not out.exists()  # refused before the export
+
+
 def test_report_without_matplotlib_skips_plots(trained, tmp_path, monkeypatch, capsys):
     import importlib.util
 

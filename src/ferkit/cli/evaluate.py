@@ -88,6 +88,8 @@ def export_cmd(
     from ferkit.card import metrics_from_eval
     from ferkit.export import export_onnx
 
+    if (int8 or int4) and data is None:  # before any work
+        raise typer.BadParameter("--int8 / --int4 need --data (calibration and accuracy check)")
     card_metrics: dict = {}
     for path in metrics:
         card_metrics.update(metrics_from_eval(json.loads(path.read_text())))
@@ -96,8 +98,6 @@ def export_cmd(
         f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB) and {report.path.with_suffix('.json')}; "
         f"max |ONNX - torch| = {report.max_abs_diff:.2e}"
     )
-    if (int8 or int4) and data is None:
-        raise typer.BadParameter("--int8 / --int4 need --data (calibration and accuracy check)")
     if int8 or int4:
         import numpy as np
 

@@ -35,7 +35,7 @@ def list_cmd(input_size: int = typer.Option(48, help="Input side for the archite
         )
         shipped.add_row(
             name + (" (default)" if name == default else ""),
-            f"{card.architecture} {(card.get('quantization') or '').split(' ')[0]}".strip(),
+            f"{card.architecture} {_quantization(card.get('quantization') or '')}".strip(),
             str(len(card.labels)),
             f"{card.input_size} {card.color}",
             _accuracy(card.metrics, "PrivateTest") + suffix,
@@ -62,3 +62,8 @@ def list_cmd(input_size: int = typer.Option(48, help="Input side for the archite
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="models")
+
+
+def _quantization(how: str) -> str:
+    """A card's quantization line, short: 'int8', 'int8, int4 weights' or ''."""
+    return "int8, int4 weights" if "int4 weights" in how else how.split(" ")[0]

@@ -61,7 +61,6 @@ class OnnxClassifier(_Carded):
     def __init__(
         self, path: str | os.PathLike, *, threads: int | None = None, providers: list[str] | None = None
     ):
-
         self.path = Path(path)
         if not self.path.exists():
             raise ModelError(f"{self.path}: model file not found")

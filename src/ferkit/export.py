@@ -209,8 +209,8 @@ def int4_weights(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _int4_weights_in_place(model) -> None:
-    """Each int8 weight of a QDQ graph (``DequantizeLinear`` of an int8 initializer, one
-    scale per output channel) re-rounded to int4 and stored as an INT4 initializer."""
+    """Each large int8 weight of a QDQ graph (``DequantizeLinear`` of an int8 initializer,
+    one scale per output channel) re-rounded to int4 and stored as an INT4 initializer."""
     from onnx import TensorProto, numpy_helper
 
     inits = {t.name: t for t in model.graph.initializer}
@@ -223,8 +223,8 @@ def _int4_weights_in_place(model) -> None:
         q8 = numpy_helper.to_array(source).astype(np.float32)
         scale = numpy_helper.to_array(inits[node.input[1]])
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-        if axis != 0 or scale.shape != (len(q8),):
-            raise ValueError(f"{node.input[0]}: expected one weight scale per output channel")
+        if axis != 0 or scale.shape != (len(q8),):  # not one scale per output channel (MatMul): int8
+            continue
         q4, scale4 = int4_weights(q8 * scale.reshape(-1, *[1] * (q8.ndim - 1)))
         source.CopyFrom(_int4_tensor(node.input[0], q4))
         inits[node.input[1]].CopyFrom(numpy_helper.from_array(scale4, node.input[1]))

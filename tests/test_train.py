@@ -488,7 +488,8 @@ def test_teacher_cache_follows_the_teachers_files(tmp_path):
     for name in ("tiny", "fast"):
         shutil.copy(WEIGHTS_DIR / f"{name}.onnx", tmp_path / f"{name}.onnx")
     card = tmp_path / "ens.json"
-    card.write_text(json.dumps({"kind": "ensemble", "members": ["tiny.onnx", "fast.onnx"]}))
+    fields = json.loads((WEIGHTS_DIR / "tiny.json").read_text())  # a whole card, as ferkit writes them
+    card.write_text(json.dumps(fields | {"kind": "ensemble", "members": ["tiny.onnx", "fast.onnx"]}))
     before = _teacher_key(str(card), images, "flip")
     assert _teacher_key(str(card), images, "flip") == before  # stable
     assert _teacher_key(str(card), images, "none") != before

@@ -25,6 +25,8 @@ from typing import Any
 from ferkit.errors import ModelError
 
 CARD_FORMAT = 1
+# in a card's "quantization" line: the file stores int4 weights that load as int8
+INT4_WEIGHTS = "int4 weights"
 LICENSE = (
     "ferkit's weights: MIT. Trained on FER-2013 (licensed for research use) and FER+ labels "
     "(Microsoft's terms): see the README's Data licence."

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ferkit.card import ModelCard
+from ferkit.card import INT4_WEIGHTS, ModelCard
 from ferkit.train.checkpoint import card_from_checkpoint, load_checkpoint, model_from_checkpoint
 from ferkit.utils import atomic_path
 
@@ -180,7 +180,7 @@ def quantize_int8(
         how = "int8 static QDQ, per-channel weights"
         if weight_bits == 4:
             _int4_weights_in_place(model)
-            how = "int8 static QDQ, per-channel int4 weights (stored 4-bit, run as int8)"
+            how = f"int8 static QDQ, per-channel {INT4_WEIGHTS} (stored 4-bit, run as int8)"
         del model.metadata_props[:]
         for entry in onnx.load(str(fp32_path)).metadata_props:
             model.metadata_props.add().CopyFrom(entry)

@@ -107,24 +107,18 @@ def export_cmd(
         ds = load_dataset(data)
         train, val = ds.pick("train"), ds.pick("val")
         pick = np.random.default_rng(0).choice(len(train), size=min(512, len(train)), replace=False)
-        reports = [
-            (
-                f"int8 ({bits}-bit weights)" if bits == 4 else "int8",
-                quantize_int8(
-                    out,
-                    out.with_suffix(f".int{bits}.onnx"),
-                    train.images[pick],
-                    val.images,
-                    val.labels,
-                    val.split_names[0],
-                    weight_bits=bits,
-                ),
+        for bits in [b for b, wanted in ((8, int8), (4, int4)) if wanted]:
+            q = quantize_int8(
+                out,
+                out.with_suffix(f".int{bits}.onnx"),
+                train.images[pick],
+                val.images,
+                val.labels,
+                val.split_names[0],
+                weight_bits=bits,
             )
-            for bits, wanted in ((8, int8), (4, int4))
-            if wanted
-        ]
-        for kind, q in reports:
             before, after = q.fp32_accuracy, q.quantized_accuracy
+            kind = "int8 (4-bit weights)" if bits == 4 else "int8"
             console.print(
                 f"wrote {q.path} ({q.size_bytes / 1e6:.2f} MB); {q.split} accuracy fp32 {before:.2%} -> "
                 f"{kind} {after:.2%} ({(after - before) * 100:+.2f} pt)"

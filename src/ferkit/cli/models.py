@@ -66,4 +66,6 @@ def register(root: typer.Typer) -> None:
 
 def _quantization(how: str) -> str:
     """A card's quantization line, short: 'int8', 'int8, int4 weights' or ''."""
-    return "int8, int4 weights" if "int4 weights" in how else how.split(" ")[0]
+    from ferkit.card import INT4_WEIGHTS
+
+    return f"int8, {INT4_WEIGHTS}" if INT4_WEIGHTS in how else how.split(" ")[0]

@@ -17,7 +17,6 @@ sees augmented images against the clean image's targets.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ from ferkit.utils import atomic_path, cache_dir
 def _model_files(spec: str) -> list[Path]:
     """The files a model is made of: a run folder's files, a checkpoint, or the resolved
     ``.onnx`` / ensemble card with every member's files (shipped names included)."""
-    from ferkit.card import is_ensemble_card
+    from ferkit.card import ModelCard
     from ferkit.runtime.catalog import member_path, resolve_model
 
     path = Path(spec).expanduser()
@@ -41,10 +40,10 @@ def _model_files(spec: str) -> list[Path]:
         return sorted(p for p in path.rglob("*") if p.is_file())
     if path.suffix in (".pt", ".pth"):
         return [path]
-    card = resolve_model(spec)
+    card = resolve_model(spec)  # an .onnx file, or an ensemble card (.json)
     files = [card]
-    if is_ensemble_card(card):
-        for member in json.loads(card.read_text()).get("members", []):
+    if card.suffix == ".json":
+        for member in ModelCard.read_json(card).members:
             files += _model_files(str(member_path(card, member)))
     return files
 

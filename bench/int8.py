@@ -10,7 +10,8 @@ flip TTA (FER+ models on the FER+ majority labels). ``--ship`` replaces a shippe
 file by its int8 version where int8 costs at most ``--max-drop`` points in both, and
 rewrites its card's metrics (ONNX metadata and the JSON beside it) from the int8 run.
 A model shipped as int8 already is skipped unless ``--fp32 DIR`` holds its fp32 original
-(``DIR/NAME.onnx``: ``ferkit export RUN`` or the file from git history) to quantise again.
+(``DIR/NAME.onnx``: ``ferkit export RUN`` or the file from git history) to quantise again;
+a ``DIR/NAME.onnx`` from another training run replaces the shipped model, card and all.
 ``--int4`` stores the weights as int4 (still run as int8 once loaded; half the file, for the
 large networks: full-width ``vgg_fer``), under the same rule.
 """
@@ -45,9 +46,16 @@ def evaluate(model: str, data: Path) -> dict[str, dict]:
     return metrics
 
 
-def ship(name: str, int8_path: Path, int8_metrics: dict[str, dict]) -> None:
-    """Replace weights/NAME.onnx by the quantised file; the card's measured metrics follow it."""
+def ship(name: str, fp32_path: Path, int8_path: Path, int8_metrics: dict[str, dict]) -> None:
+    """Replace weights/NAME.onnx by the quantised file; the card's measured metrics follow it.
+
+    The card is the shipped one when ``fp32_path`` is the same training run (its original),
+    else the new model's own: a new run replacing NAME brings its recipe, epochs and time.
+    """
     card = ModelCard.read_json(WEIGHTS_DIR / f"{name}.json")
+    own = ModelCard.read(fp32_path)
+    if (own.recipe, own.get("epochs")) != (card.recipe, card.get("epochs")):
+        card = own
     metrics = {k: v for k, v in card.metrics.items() if not k.startswith("PrivateTest")} | int8_metrics
     model = onnx.load(str(int8_path))
     how = next(p.value for p in model.metadata_props if p.key == "quantization")
@@ -79,13 +87,13 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp())
     for name in args.models:
         fp32_path = WEIGHTS_DIR / f"{name}.onnx"
-        card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
-        if "quantization" in card:
-            if not (args.fp32 and (args.fp32 / f"{name}.onnx").is_file()):
-                print(f"| {name} | already quantised | | | | | | |")
-                continue
+        if args.fp32 and (args.fp32 / f"{name}.onnx").is_file():
             fp32_path = args.fp32 / f"{name}.onnx"
-        data = args.data / ("fer2013new.csv" if card.get("label_set") == "ferplus" else "fer2013.tar.gz")
+        elif "quantization" in json.loads((WEIGHTS_DIR / f"{name}.json").read_text()):
+            print(f"| {name} | already quantised | | | | | | |")
+            continue
+        ferplus = ModelCard.read(fp32_path).get("label_set") == "ferplus"
+        data = args.data / ("fer2013new.csv" if ferplus else "fer2013.tar.gz")
         int8_path = scratch / f"{name}.onnx"
         test = load_dataset(data).pick("test")
         quantize_int8(
@@ -104,7 +112,7 @@ def main() -> None:
         plain, flip = acc["PrivateTest"], acc["PrivateTest_tta_flip"]
         shipped = "yes" if ok and args.ship else ("within limit" if ok else f"no (> {args.max_drop} pt)")
         if ok and args.ship:
-            ship(name, int8_path, after)
+            ship(name, fp32_path, int8_path, after)
         print(
             f"| {name} | {sizes[0]:.2f} | {sizes[1]:.2f} | {plain[0]:.2f} | {plain[1]:.2f} | "
             f"{flip[0]:.2f} | {flip[1]:.2f} | {shipped} |",

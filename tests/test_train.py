@@ -584,18 +584,19 @@ def test_fine_tune_from_a_shipped_model_head_first(tmp_path):
     from ferkit.models import create_model
     from ferkit.runtime.catalog import resolve_model
     from ferkit.train.checkpoint import load_checkpoint
+    from ferkit.train.finetune import head_prefix
     from ferkit.train.onnx_init import onnx_state_dict
 
     card = ModelCard.read(resolve_model("fast"))
-    original = create_model(card.architecture, **card.model_args)
-    original = onnx_state_dict(resolve_model("fast"), original)
+    net = create_model(card.architecture, **card.model_args)
+    head = head_prefix(net) + "."  # the shipped architecture's head ("head", "classifier")
+    original = onnx_state_dict(resolve_model("fast"), net)
     ds = learnable(n_per_class=12)
     cfg = quick_cfg(tmp_path, model="baseline_cnn", epochs=1, init="fast", unfreeze_at=1)
     result = fit(cfg, dataset=ds)
     ckpt = load_checkpoint(result.run_dir / "last.pt")
     assert ckpt["model_name"] == card.architecture  # the card's, not --model
     assert ckpt["preprocessing"]["mean"] == card.normalization["mean"]  # the weights' own
-    head = "head."
     weights = {k: v for k, v in ckpt["model"].items() if k.endswith("weight")}
     assert all(torch.equal(v, original[k]) for k, v in weights.items() if not k.startswith(head))
     assert any(not torch.equal(v, original[k]) for k, v in weights.items() if k.startswith(head))

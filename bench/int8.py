@@ -46,14 +46,13 @@ def evaluate(model: str, data: Path) -> dict[str, dict]:
     return metrics
 
 
-def ship(name: str, fp32_path: Path, int8_path: Path, int8_metrics: dict[str, dict]) -> None:
+def ship(name: str, own: ModelCard, int8_path: Path, int8_metrics: dict[str, dict]) -> None:
     """Replace weights/NAME.onnx by the quantised file; the card's measured metrics follow it.
 
-    The card is the shipped one when ``fp32_path`` is the same training run (its original),
+    The card is the shipped one when ``own`` (the fp32 file's card) is the same training run,
     else the new model's own: a new run replacing NAME brings its recipe, epochs and time.
     """
     card = ModelCard.read_json(WEIGHTS_DIR / f"{name}.json")
-    own = ModelCard.read(fp32_path)
     if (own.recipe, own.get("epochs")) != (card.recipe, card.get("epochs")):
         card = own
     metrics = {k: v for k, v in card.metrics.items() if not k.startswith("PrivateTest")} | int8_metrics
@@ -92,8 +91,8 @@ def main() -> None:
         elif "quantization" in json.loads((WEIGHTS_DIR / f"{name}.json").read_text()):
             print(f"| {name} | already quantised | | | | | | |")
             continue
-        ferplus = ModelCard.read(fp32_path).get("label_set") == "ferplus"
-        data = args.data / ("fer2013new.csv" if ferplus else "fer2013.tar.gz")
+        own = ModelCard.read(fp32_path)
+        data = args.data / ("fer2013new.csv" if own.get("label_set") == "ferplus" else "fer2013.tar.gz")
         int8_path = scratch / f"{name}.onnx"
         test = load_dataset(data).pick("test")
         quantize_int8(
@@ -112,7 +111,7 @@ def main() -> None:
         plain, flip = acc["PrivateTest"], acc["PrivateTest_tta_flip"]
         shipped = "yes" if ok and args.ship else ("within limit" if ok else f"no (> {args.max_drop} pt)")
         if ok and args.ship:
-            ship(name, fp32_path, int8_path, after)
+            ship(name, own, int8_path, after)
         print(
             f"| {name} | {sizes[0]:.2f} | {sizes[1]:.2f} | {plain[0]:.2f} | {plain[1]:.2f} | "
             f"{flip[0]:.2f} | {flip[1]:.2f} | {shipped} |",

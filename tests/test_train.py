@@ -468,6 +468,23 @@ def test_student_learns_the_teachers_soft_targets(tmp_path):
     assert kd_loss(logits, torch.full((5, 7), 1 / 7), 4.0) > 0
 
 
+def test_resumed_student_keeps_its_teachers_targets(tmp_path):
+    """The teacher's targets are kept in the run folder: a run resumed after its teacher was
+    re-made or removed distils from exactly the targets it started with."""
+    import shutil
+
+    data = learnable(n_per_class=8)
+    teacher = fit(quick_cfg(tmp_path / "t", epochs=1), dataset=data).run_dir
+    run = fit(quick_cfg(tmp_path / "s", epochs=1, teacher=str(teacher)), dataset=data).run_dir
+    kept = np.load(run / "teacher.npy")
+    assert kept.shape == (len(data.pick("Training")), 7)
+    np.testing.assert_allclose(kept.sum(1), 1.0, atol=1e-4)
+    shutil.rmtree(teacher)  # the teacher is gone: only the kept targets can feed the resume
+    resumed = fit(quick_cfg(tmp_path / "s"), resume=run, epochs=2, dataset=data)
+    assert resumed.epochs == 2 and resumed.run_dir == run
+    np.testing.assert_array_equal(np.load(run / "teacher.npy"), kept)
+
+
 def cfg_teacher_saved(run_dir) -> str:
     import yaml
 

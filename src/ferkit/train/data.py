@@ -21,6 +21,7 @@ from ferkit.data.folder import UNSPLIT
 from ferkit.errors import FerkitError
 from ferkit.labels import LabelSet
 from ferkit.train.config import TrainConfig
+from ferkit.utils import atomic_path
 
 
 @dataclass
@@ -55,7 +56,12 @@ def _to_split(ds: FaceDataset, name: str, device: torch.device) -> Split:
     return Split(name, images.to(device), torch.from_numpy(ds.labels).to(device), soft)
 
 
-def prepare_data(cfg: TrainConfig, device: torch.device, dataset: FaceDataset | None = None) -> TrainData:
+def prepare_data(
+    cfg: TrainConfig,
+    device: torch.device,
+    dataset: FaceDataset | None = None,
+    run_dir: Path | None = None,
+) -> TrainData:
     """Load (cached), apply the label variant, split, and move to the device."""
     ds = dataset or load_dataset(
         cfg.data,
@@ -92,7 +98,13 @@ def prepare_data(cfg: TrainConfig, device: torch.device, dataset: FaceDataset | 
     if cfg.teacher:
         from ferkit.train.distill import teacher_targets
 
-        train_split.teacher = torch.from_numpy(teacher_targets(cfg.teacher, train)).to(device)
+        probs = _run_teacher_targets(run_dir, len(train), len(ds.label_set))
+        if probs is None:
+            probs = teacher_targets(cfg.teacher, train)
+            if run_dir is not None:
+                with atomic_path(run_dir / TEACHER_FILE) as tmp:
+                    np.save(tmp, probs)
+        train_split.teacher = torch.from_numpy(probs).to(device)
     return TrainData(
         train_split,
         _to_split(val, "val", device),
@@ -101,6 +113,19 @@ def prepare_data(cfg: TrainConfig, device: torch.device, dataset: FaceDataset | 
         round(mean, 4),
         round(std, 4),
     )
+
+
+TEACHER_FILE = "teacher.npy"
+
+
+def _run_teacher_targets(run_dir: Path | None, n: int, k: int) -> np.ndarray | None:
+    """The teacher's targets kept in the run folder: a resumed run distils from exactly what it
+    started with, even when the teacher's files were re-made or removed in between."""
+    path = None if run_dir is None else Path(run_dir) / TEACHER_FILE
+    if path is None or not path.is_file():
+        return None
+    probs = np.load(path)
+    return probs.astype(np.float32) if probs.shape == (n, k) else None
 
 
 def _add_extra(train: FaceDataset, cfg: TrainConfig) -> FaceDataset:

@@ -160,7 +160,7 @@ def _fit(
             max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", rank.world)))
         )
     precision = resolve_precision(cfg.precision, device)
-    data = prepare_data(cfg, device, dataset)
+    data = prepare_data(cfg, device, dataset, run_dir)
     if init_onnx is not None and init_onnx[1].normalization.get("mean") is not None:
         # Fine-tuning keeps the pixel normalisation the weights were trained with.
         norm = init_onnx[1].normalization

@@ -31,7 +31,7 @@ import onnx
 from ferkit.card import ModelCard, metrics_from_eval
 from ferkit.data import load_dataset
 from ferkit.evaluate.run import evaluate_models
-from ferkit.export import quantize_int8
+from ferkit.export import quantize_int8, rewrite_card
 from ferkit.runtime.catalog import WEIGHTS_DIR
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fer2013"
@@ -60,12 +60,8 @@ def ship(name: str, own: ModelCard, int8_path: Path, int8_metrics: dict[str, dic
     how = next(p.value for p in model.metadata_props if p.key == "quantization")
     extra = card.extra | {"quantization": f"{how} (bench/int8.py)"}
     card = dataclasses.replace(card, metrics=metrics, extra=extra)
-    del model.metadata_props[:]
-    for key, value in card.to_metadata().items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(int8_path))
+    rewrite_card(int8_path, card, WEIGHTS_DIR / f"{name}.json")
     shutil.move(int8_path, WEIGHTS_DIR / f"{name}.onnx")
-    card.write_json(WEIGHTS_DIR / f"{name}.json")
 
 
 def main() -> None:

@@ -367,3 +367,49 @@ def test_ensemble_members_are_named_so_the_card_still_finds_them(tmp_path):
     assert _member_name(str(inside), inside, tmp_path / "cards") == "m/a.onnx"  # moves with the folder
     assert _member_name(str(outside), outside, tmp_path / "cards") == str(outside.resolve())
     assert _member_name("fast", tmp_path / "fast.onnx", tmp_path) == "fast"  # shipped names stay names
+
+
+def test_quantised_export_measures_its_own_card(trained, tmp_path):
+    """``ferkit export --metrics E --int8`` runs E's evaluation again on the int8 file: its card
+    (in the ONNX file and the JSON beside it) shows the int8 model's accuracy, not the fp32's."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ferkit.card import ModelCard
+    from ferkit.cli import app
+    from ferkit.data.load import write_packed
+
+    data, run_dir, _, _ = trained
+    packed = write_packed(data, tmp_path / "faces.ferkit.xz")
+    fp32_eval = evaluate_models([str(run_dir)], packed, split="PrivateTest", tta="flip")
+    eval_json = tmp_path / "eval.json"
+    eval_json.write_text(json.dumps(fp32_eval.to_dict() | {"data": str(packed)}))
+    out = tmp_path / "m.onnx"
+    res = CliRunner().invoke(
+        app,
+        [
+            "export",
+            str(run_dir),
+            "--out",
+            str(out),
+            "--metrics",
+            str(eval_json),
+            "--int8",
+            "--data",
+            str(packed),
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert res.exit_code == 0, res.output
+    int8 = out.with_suffix(".int8.onnx")
+    expected = evaluate_models([str(int8)], packed, split="PrivateTest", tta="flip").entries[0].report
+    for card in (ModelCard.read(int8), ModelCard.read_json(int8.with_suffix(".json"))):
+        assert set(card.metrics) == {"PrivateTest_tta_flip"}
+        assert card.metrics["PrivateTest_tta_flip"]["accuracy"] == pytest.approx(expected.accuracy)
+        assert card.metrics["PrivateTest_tta_flip"]["n"] == expected.n
+        assert "int8" in card.extra["quantization"]
+    fp32 = ModelCard.read(out)
+    assert fp32.metrics["PrivateTest_tta_flip"]["accuracy"] == pytest.approx(
+        fp32_eval.entries[0].report.accuracy
+    )

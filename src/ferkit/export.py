@@ -192,6 +192,24 @@ def quantize_int8(
     return QuantizeReport(out, out.stat().st_size, acc_fp32, acc_int8, split)
 
 
+def rewrite_card(
+    path: str | os.PathLike, card: ModelCard, json_path: str | os.PathLike | None = None
+) -> None:
+    """Replace the card in an ONNX file's metadata (atomically) and write it as JSON beside the
+    file (``json_path``, default ``path`` with ``.json``): e.g. a quantised model's own
+    measured metrics in place of the fp32 ones it was copied from."""
+    import onnx
+
+    path = Path(path)
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in card.to_metadata().items():
+        model.metadata_props.add(key=key, value=value)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+    card.write_json(json_path or path.with_suffix(".json"))
+
+
 INT4_OPSET = 21  # DequantizeLinear with int4 inputs
 # smaller weights (first convolutions, last layer) stay int8: chosen on ferplus, where all
 # weights in int4 cost 0.85 pt on FER+ PrivateTest and this rule +0.16 (README)

@@ -91,8 +91,9 @@ def export_cmd(
     if (int8 or int4) and data is None:  # before any work
         raise typer.BadParameter("--int8 / --int4 need --data (calibration and accuracy check)")
     card_metrics: dict = {}
-    for path in metrics:
-        card_metrics.update(metrics_from_eval(json.loads(path.read_text())))
+    evals = [json.loads(path.read_text()) for path in metrics]
+    for result in evals:
+        card_metrics.update(metrics_from_eval(result))
     report = export_onnx(source, out, metrics=card_metrics or None)
     console.print(
         f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB) and {report.path.with_suffix('.json')}; "
@@ -123,6 +124,37 @@ def export_cmd(
                 f"wrote {q.path} ({q.size_bytes / 1e6:.2f} MB); {q.split} accuracy fp32 {before:.2%} -> "
                 f"{kind} {after:.2%} ({(after - before) * 100:+.2f} pt)"
             )
+            _measure_quantised(q.path, evals)
+
+
+def _measure_quantised(path: Path, evals: list[dict]) -> None:
+    """The quantised file's card gets its own figures: each evaluation that fed the fp32 card
+    (same data, split, TTA, label variant) is run again on the quantised model, so no card
+    shows fp32 accuracy for int8 weights. The card is written beside it as JSON too."""
+    import dataclasses
+    import json
+
+    import onnx
+
+    from ferkit.card import ModelCard, metrics_from_eval
+    from ferkit.evaluate.run import evaluate_models
+    from ferkit.export import rewrite_card
+
+    # the file's own metadata (a JSON twin left by an earlier export would be stale)
+    card = ModelCard.from_metadata({p.key: p.value for p in onnx.load(str(path)).metadata_props}, str(path))
+    measured: dict = {}
+    for spec in evals:
+        result = evaluate_models(
+            [str(path)],
+            spec["data"],
+            split=spec["split"],
+            tta=spec["tta"],
+            variant=spec.get("variant", "fer2013"),
+        )
+        measured.update(metrics_from_eval(json.loads(json.dumps(result.to_dict()))))
+    for key, figures in measured.items():
+        console.print(f"  {path.name} {key}: accuracy {figures['accuracy']:.2%}")
+    rewrite_card(path, dataclasses.replace(card, metrics=measured))
 
 
 def report_cmd(

@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,21 +194,26 @@ def quantize_int8(
 
 
 def rewrite_card(
-    path: str | os.PathLike, card: ModelCard, json_path: str | os.PathLike | None = None
-) -> None:
-    """Replace the card in an ONNX file's metadata (atomically) and write it as JSON beside the
-    file (``json_path``, default ``path`` with ``.json``): e.g. a quantised model's own
-    measured metrics in place of the fp32 ones it was copied from."""
+    path: str | os.PathLike,
+    update: Callable[[ModelCard], ModelCard],
+    json_path: str | os.PathLike | None = None,
+) -> ModelCard:
+    """Replace the card in an ONNX file's metadata by ``update(card read from that metadata)``
+    (the file is read once and replaced atomically) and write it as JSON beside the file
+    (``json_path``, default ``path`` with ``.json``): e.g. a quantised model's own measured
+    metrics in place of the fp32 ones it was copied from. Returns the new card."""
     import onnx
 
     path = Path(path)
     model = onnx.load(str(path))
+    card = update(ModelCard.from_metadata({p.key: p.value for p in model.metadata_props}, str(path)))
     del model.metadata_props[:]
     for key, value in card.to_metadata().items():
         model.metadata_props.add(key=key, value=value)
     with atomic_path(path) as tmp:
         onnx.save(model, str(tmp))
     card.write_json(json_path or path.with_suffix(".json"))
+    return card
 
 
 INT4_OPSET = 21  # DequantizeLinear with int4 inputs

@@ -134,14 +134,10 @@ def _measure_quantised(path: Path, evals: list[dict]) -> None:
     import dataclasses
     import json
 
-    import onnx
-
-    from ferkit.card import ModelCard, metrics_from_eval
+    from ferkit.card import metrics_from_eval
     from ferkit.evaluate.run import evaluate_models
     from ferkit.export import rewrite_card
 
-    # the file's own metadata (a JSON twin left by an earlier export would be stale)
-    card = ModelCard.from_metadata({p.key: p.value for p in onnx.load(str(path)).metadata_props}, str(path))
     measured: dict = {}
     for spec in evals:
         result = evaluate_models(
@@ -154,7 +150,8 @@ def _measure_quantised(path: Path, evals: list[dict]) -> None:
         measured.update(metrics_from_eval(json.loads(json.dumps(result.to_dict()))))
     for key, figures in measured.items():
         console.print(f"  {path.name} {key}: accuracy {figures['accuracy']:.2%}")
-    rewrite_card(path, dataclasses.replace(card, metrics=measured))
+    # the card in the file itself (a JSON twin left by an earlier export would be stale)
+    rewrite_card(path, lambda card: dataclasses.replace(card, metrics=measured))
 
 
 def report_cmd(

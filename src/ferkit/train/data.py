@@ -125,7 +125,7 @@ def _run_teacher_targets(run_dir: Path | None, n: int, k: int) -> np.ndarray | N
     if path is None or not path.is_file():
         return None
     probs = np.load(path)
-    return probs.astype(np.float32) if probs.shape == (n, k) else None
+    return probs if probs.shape == (n, k) else None  # another training set: made again
 
 
 def _add_extra(train: FaceDataset, cfg: TrainConfig) -> FaceDataset:

@@ -128,6 +128,29 @@ def test_faces_of_24px_in_a_1280x720_frame():
     assert len(set(nearest)) == len(found)
 
 
+@pytest.mark.parametrize("shrink", [0.0, 0.1])
+def test_a_face_filling_the_image_is_found_by_the_close_up_look(shrink):
+    # Ready-made face crops (SFEW, a user's cropped faces): the detector's own box, and 10%
+    # tighter on every side; one look at the whole image finds no face in them.
+    for photo in (data.astronaut(), grace_hopper()):
+        x, y, w, h = create_detector("blazeface").detect(photo)[0].box
+        dx, dy = int(w * shrink), int(h * shrink)
+        crop = photo[y + dy : y + h - dy, x + dx : x + w - dx]
+        assert create_detector("blazeface", tiles="never").detect(crop) == []
+        found = create_detector("blazeface").detect(crop)
+        assert len(found) == 1
+        bx, by, bw, bh = found[0].box
+        assert bw * bh >= 0.8 * crop.shape[0] * crop.shape[1]  # the face is the whole crop
+
+
+def test_no_face_in_noise_with_the_close_up_look():
+    rng = np.random.default_rng(0)
+    detector = create_detector("blazeface")
+    for sigma in (1, 4):
+        noise = cv2.GaussianBlur(rng.integers(0, 256, (160, 130, 3), dtype=np.uint8), (0, 0), sigma)
+        assert detector.detect(noise) == []
+
+
 def test_tiles_cover_the_image_with_overlap():
     for length, side in ((1280, 320), (720, 320), (1973, 512), (300, 320)):
         starts = blazeface.tile_origins(length, side)

@@ -19,7 +19,10 @@ into 192x192 (128x128 short range), so a face narrower than ~1/12 of the image's
 square tiles: ``tiles="auto"`` (default) tiles an elongated image (a strip or collage, long
 side > 1.5x the short) and any image where the whole-image look found no face; ``"always"``
 tiles every image (crowds, group photos: faces down to ~24 px in 1280x720, ~15 ms more);
-``"never"`` is one look per image.
+``"never"`` is one look per image. At the other end, a face that fills the image (a
+ready-made face crop, a close-up selfie) is too big for the model: when no look found a
+face, ``"auto"`` and ``"always"`` take one more with the image shrunk into the middle third
+of the square.
 """
 
 from __future__ import annotations
@@ -56,6 +59,11 @@ _SPECS = {
     "short": _Spec("short", 128, (8, 16), (2, 6), 0.5),
 }
 TILE_MODES = ("auto", "always", "never")
+# A face that fills the image (a ready-made crop, a close-up) is bigger than any the model was
+# trained on: a last look shows the image at a third of the model's square. On SFEW 2.0's
+# aligned crops (431 Val + 300 Train) one look finds 3 of 731 faces; this look 679 (1/2: 569,
+# 1/4: 681); no face on 200 blurred-noise images.
+CLOSE_UP_CONTEXT = 3.0
 
 
 def tflite_path(spec: _Spec) -> str:
@@ -193,8 +201,14 @@ class BlazeFaceDetector:
         self.model = _BACKENDS[backend](self.spec, threads)
         self.anchors = anchors(self.spec)
 
-    def look(self, rgb: np.ndarray, x0: int = 0, y0: int = 0, width: int = 0, height: int = 0):
+    def look(
+        self, rgb: np.ndarray, x0: int = 0, y0: int = 0, width: int = 0, height: int = 0, context: float = 1.0
+    ):
         """One model call on a region (default: the whole image), letterboxed to the model's square.
+
+        ``context`` > 1 shrinks the region to 1/context of the square, centred on a black
+        surround: a face that fills the region (a ready-made crop, a close-up) looks like the
+        faces the model was trained on, with background around them.
 
         Returns candidate boxes (N, 4: x0, y0, x1, y1), scores (N,) and keypoints (N, 6, 2), in
         the image's pixels, before non-maximum suppression.
@@ -202,7 +216,7 @@ class BlazeFaceDetector:
         region = rgb[y0 : y0 + height, x0 : x0 + width] if width else rgb
         h, w = region.shape[:2]
         size = self.spec.size
-        scale = size / max(h, w)
+        scale = size / (max(h, w) * context)
         resized = cv2.resize(
             region, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
         )
@@ -254,6 +268,8 @@ class BlazeFaceDetector:
                             | ((boxes[:, 3] > y0 + side - edge) & (y0 + side < h))
                         )
                         looks.append((boxes[~cut], scores[~cut], points[~cut]))
+        if self.tiles != "never" and not any(len(b) for b, _, _ in looks):
+            looks.append(self.look(rgb, context=CLOSE_UP_CONTEXT))  # a face filling the image
         boxes = np.concatenate([b for b, _, _ in looks])
         if not len(boxes):
             return []

@@ -8,6 +8,7 @@ from matplotlib import cbook
 from ferkit.errors import FerkitError, ModelError
 from ferkit.imageio import read_image
 from ferkit.runtime.catalog import resolve_model
+from ferkit.runtime.classifier import OnnxClassifier
 from ferkit.runtime.detect import Detection, create_detector, list_detectors
 from ferkit.runtime.recognize import Recognizer, crop_face
 
@@ -71,6 +72,19 @@ def onnx_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("rt")
     run = fit(quick_cfg(root, epochs=1), dataset=learnable(n_per_class=10)).run_dir
     return export_onnx(run, root / "m.onnx").path
+
+
+def test_card_comes_from_the_onnx_file_not_a_stale_json_twin(tmp_path, onnx_model):
+    import json
+    import shutil
+
+    from ferkit.card import ModelCard
+
+    model = shutil.copy(onnx_model, tmp_path / "m.onnx")
+    stale = json.loads(onnx_model.with_suffix(".json").read_text())
+    stale["labels"] = list(reversed(stale["labels"]))  # another model's card left beside it
+    (tmp_path / "m.json").write_text(json.dumps(stale))
+    assert ModelCard.read(model).labels == OnnxClassifier(model).card.labels != tuple(stale["labels"])
 
 
 def test_recognize_batch_types(onnx_model):

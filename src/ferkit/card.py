@@ -2,7 +2,7 @@
 
 Usage::
 
-    card = ModelCard.read("model.onnx")           # .onnx (or its JSON twin), ensemble .json, card .json
+    card = ModelCard.read("model.onnx")           # .onnx (its metadata), ensemble .json, card .json
     card.labels, card.input_size, card.color      # what the runtime needs
     card.get("train_seconds")                     # anything else the card carries
     card.write_json("model.json")                 # the JSON that ships beside an .onnx
@@ -103,16 +103,16 @@ class ModelCard:
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> ModelCard:
-        """The card of an ``.onnx`` file (from its JSON twin when present) or of a ``.json`` card.
+        """The card of an ``.onnx`` file (its own metadata) or of a ``.json`` card.
 
+        The ``.json`` beside an ``.onnx`` file is a copy for people to read: a file replaced
+        without its twin would otherwise be described by another model's card, so the file's
+        metadata, which the runtime uses too, is what counts (~10-40 ms for a shipped model).
         Shipped names resolve first: ``ModelCard.read(resolve_model("fast"))``.
         """
         path = Path(path)
         if path.suffix == ".json":
             return cls.read_json(path)
-        twin = path.with_suffix(".json")
-        if twin.is_file():
-            return cls.read_json(twin)
         import onnxruntime as ort
 
         options = ort.SessionOptions()

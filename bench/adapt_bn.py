@@ -27,9 +27,11 @@ from ferkit.card import ModelCard
 from ferkit.data import load_dataset
 from ferkit.models import create_model
 from ferkit.runtime.catalog import resolve_model
+from ferkit.train.epoch import normalise, predict_split
 from ferkit.train.onnx_init import onnx_state_dict
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+CPU = torch.device("cpu")
 
 
 def network(name: str) -> tuple[nn.Module, float, float]:
@@ -41,10 +43,12 @@ def network(name: str) -> tuple[nn.Module, float, float]:
 
 
 def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: float, std: float) -> float:
+    """PrivateTest-style accuracy (%) with flip TTA, through the training loop's predictor."""
     with torch.no_grad():
-        x = (torch.from_numpy(images).float()[:, None] / 255 - mean) / std
-        p = torch.softmax(model(x), 1) + torch.softmax(model(torch.flip(x, [3])), 1)
-    return 100 * float((p.argmax(1).numpy() == labels).mean())
+        probs = predict_split(
+            model, torch.from_numpy(images)[:, None], mean, std, CPU, tta="flip", channels_last=False
+        )
+    return 100 * float((probs.argmax(1).numpy() == labels).mean())
 
 
 def input_statistics(model: nn.Module, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -113,7 +117,7 @@ def main() -> None:
         model, mean, std = network(name)
 
         def tensor(images, mean=mean, std=std):
-            return (torch.from_numpy(images).float()[:, None] / 255 - mean) / std
+            return normalise(torch.from_numpy(images).float()[:, None] / 255, mean, std)
 
         def row(label, m, name=name, mean=mean, std=std):
             sfew_acc = accuracy(m, val.images, val.labels, mean, std)

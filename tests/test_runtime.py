@@ -87,6 +87,16 @@ def test_card_comes_from_the_onnx_file_not_a_stale_json_twin(tmp_path, onnx_mode
     assert ModelCard.read(model).labels == OnnxClassifier(model).card.labels != tuple(stale["labels"])
 
 
+@pytest.mark.parametrize("content", [b"", b"not onnx at all", b"\x08\x07"])
+def test_card_read_names_a_file_that_is_not_onnx(tmp_path, content):
+    from ferkit.card import ModelCard
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(content)
+    with pytest.raises(ModelError, match=r"bad\.onnx: not a loadable ONNX model"):
+        ModelCard.read(bad)
+
+
 def test_recognize_batch_types(onnx_model):
     rec = Recognizer(onnx_model, detector="haar")
     img = read_image(GRACE, color="rgb")

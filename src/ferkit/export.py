@@ -61,7 +61,6 @@ def export_onnx(
     check_batch: np.ndarray | None = None,
 ) -> ExportReport:
     """Export a run folder / checkpoint to ONNX and verify it against torch."""
-    import onnx
     import onnxruntime as ort
 
     ckpt = load_checkpoint(source)
@@ -93,13 +92,8 @@ def export_onnx(
         exporter_log.setLevel(level)
     proto = program.model_proto
     proto.doc_string = f"ferkit {ckpt['model_name']} facial expression classifier"
-    del proto.metadata_props[:]
     card = card_from_checkpoint(ckpt, metrics, model)
-    for key, value in card.to_metadata().items():
-        proto.metadata_props.add(key=key, value=value)
-    with atomic_path(out) as tmp:
-        onnx.save(proto, str(tmp))
-    card.write_json(out.with_suffix(".json"))  # the same card, readable beside the file
+    _save_with_card(proto, card, out)
     # Verify: same inputs through torch and ONNX Runtime.
     if check_batch is None:
         check_batch = np.random.default_rng(0).random((16, chans, size, size), dtype=np.float32)
@@ -206,14 +200,24 @@ def rewrite_card(
 
     path = Path(path)
     model = onnx.load(str(path))
-    card = update(ModelCard.from_metadata({p.key: p.value for p in model.metadata_props}, str(path)))
-    del model.metadata_props[:]
-    for key, value in card.to_metadata().items():
-        model.metadata_props.add(key=key, value=value)
-    with atomic_path(path) as tmp:
-        onnx.save(model, str(tmp))
-    card.write_json(json_path or path.with_suffix(".json"))
+    card = update(ModelCard.from_onnx(model, str(path)))
+    _save_with_card(model, card, path, json_path)
     return card
+
+
+def _save_with_card(
+    proto: Any, card: ModelCard, path: Path, json_path: str | os.PathLike | None = None
+) -> None:
+    """``card`` as the ONNX model's whole metadata, the file written atomically, and the same
+    card as JSON beside it (``json_path``, default ``path`` with ``.json``) for people to read."""
+    import onnx
+
+    del proto.metadata_props[:]
+    for key, value in card.to_metadata().items():
+        proto.metadata_props.add(key=key, value=value)
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+    card.write_json(json_path or path.with_suffix(".json"))
 
 
 INT4_OPSET = 21  # DequantizeLinear with int4 inputs

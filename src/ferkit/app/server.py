@@ -76,7 +76,7 @@ class RecognizerPool:
 
 
 def shipped_model_infos() -> tuple[list[dict], str | None]:
-    """Each shipped model as the API lists it, from its card (the JSON beside it: no ONNX session)."""
+    """Each shipped model as the API lists it, from its card (read from the file: no ONNX session)."""
     from ferkit.card import ModelCard
     from ferkit.runtime.catalog import default_model_name, resolve_model, shipped_models
 

@@ -44,10 +44,9 @@ def network(name: str) -> tuple[nn.Module, float, float]:
 
 def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: float, std: float) -> float:
     """PrivateTest-style accuracy (%) with flip TTA, through the training loop's predictor."""
-    with torch.no_grad():
-        probs = predict_split(
-            model, torch.from_numpy(images)[:, None], mean, std, CPU, tta="flip", channels_last=False
-        )
+    probs = predict_split(
+        model, torch.from_numpy(images)[:, None], mean, std, CPU, tta="flip", channels_last=False
+    )
     return 100 * float((probs.argmax(1).numpy() == labels).mean())
 
 

@@ -49,6 +49,7 @@ def test_card_is_complete_in_onnx_and_json(name):
             assert member in SHIPPED or clf.path.parent.is_relative_to(WEIGHTS_DIR), member
             member_card = clf.card.to_dict()
             assert all(key in member_card for key in REQUIRED), member
+            assert "PrivateTest" in member_card["metrics"], f"{member}: no measured accuracy on its card"
             assert member_card["license"] == json_card["license"]
         assert abs(sum(json_card["member_weights"]) - 1) < 1e-4
     else:

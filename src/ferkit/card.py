@@ -108,7 +108,7 @@ class ModelCard:
         The ``.json`` beside an ``.onnx`` file is a copy for people to read: a file replaced
         without its twin would otherwise be described by another model's card, so the file's
         metadata, which the runtime uses too, is what counts. Only the file is parsed (no
-        inference session: 1-9 ms for a shipped model).
+        inference session: 0.5-4.4 ms for a shipped model, against 3.6-11 ms to open one).
         Shipped names resolve first: ``ModelCard.read(resolve_model("fast"))``.
         """
         path = Path(path)

@@ -168,3 +168,24 @@ def new_run_dir(out: str | os.PathLike | None, name: str) -> Path:
     if (run_dir / "last.pt").exists():
         raise FerkitError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick --out")
     return run_dir
+
+
+def cpu_description() -> str:
+    """This CPU's model name and the SIMD features that change int8/bf16 numerics or speed,
+    e.g. ``"Intel(R) Xeon(R) Processor (avx2 avx512f avx512_vnni avx512_bf16 amx_int8)"``;
+    recorded beside every measured figure (cards, benchmarks)."""
+    import platform
+
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    found = " ".join(f for f in wanted if f in flags)
+    return f"{name} ({found})" if found else name

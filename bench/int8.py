@@ -27,22 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.card import ModelCard, metrics_from_eval
+from ferkit.card import ModelCard
 from ferkit.data import load_dataset
-from ferkit.evaluate.run import evaluate_models
+from ferkit.evaluate.run import card_metrics
 from ferkit.export import quantize_int8, rewrite_card
 from ferkit.runtime.catalog import WEIGHTS_DIR
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fer2013"
-
-
-def evaluate(model: str, data: Path) -> dict[str, dict]:
-    """Card metrics for PrivateTest, plain and flip TTA."""
-    metrics: dict[str, dict] = {}
-    for tta in ("none", "flip"):
-        result = evaluate_models([model], data, split="PrivateTest", tta=tta)
-        metrics.update(metrics_from_eval(json.loads(json.dumps(result.to_dict()))))
-    return metrics
 
 
 def ship(name: str, own: ModelCard, int8_path: Path, int8_metrics: dict[str, dict]) -> None:
@@ -102,7 +93,7 @@ def main() -> None:
             weight_bits=4 if args.int4 else 8,
         )
         sizes = fp32_path.stat().st_size / 1e6, int8_path.stat().st_size / 1e6
-        before, after = evaluate(str(fp32_path), data), evaluate(str(int8_path), data)
+        before, after = card_metrics(fp32_path, data), card_metrics(int8_path, data)
         acc = {k: (before[k]["accuracy"] * 100, after[k]["accuracy"] * 100) for k in before}
         ok = all(b - a <= args.max_drop for b, a in acc.values())
         plain, flip = acc["PrivateTest"], acc["PrivateTest_tta_flip"]

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
-from ferkit.card import ModelCard, metrics_from_eval
-from ferkit.evaluate.run import evaluate_models
+from ferkit.card import ModelCard
+from ferkit.evaluate.run import card_metrics
 from ferkit.export import SAFE_WEIGHT_LEVELS, _save_with_card, saturation_safe_weights
 from ferkit.runtime.catalog import WEIGHTS_DIR
 from ferkit.utils import cpu_description
@@ -36,14 +35,6 @@ MODELS = [
     "members/half_vgg_s1",
     "members/accurate_p180",
 ]
-
-
-def measure(model: str, data: Path) -> dict[str, dict]:
-    metrics: dict[str, dict] = {}
-    for tta in ("none", "flip"):
-        result = evaluate_models([model], data, split="PrivateTest", tta=tta)
-        metrics.update(metrics_from_eval(json.loads(json.dumps(result.to_dict()))))
-    return metrics
 
 
 def figures(metrics: dict[str, dict]) -> str:
@@ -75,15 +66,15 @@ def main() -> None:
             extra["quantization"] = f"{extra.get('quantization', 'int8')}; {SAFE_WEIGHT_LEVELS}"
             card = dataclasses.replace(card, extra=extra)
             _save_with_card(model, card, path)
-        after = measure(str(path), data)
+        after = card_metrics(path, data)
         extra = dict(card.extra) | {"metrics_cpu": cpu}
         card = dataclasses.replace(card, metrics=after, extra=extra)
-        _save_with_card(onnx.load(str(path)), card, path)
+        _save_with_card(model, card, path)
         print(f"| {name} | {changed} | {figures(before) if before else '-'} | {figures(after)} |", flush=True)
     if args.ensemble:
         path = WEIGHTS_DIR / "ensemble.json"
         card = ModelCard.read_json(path)
-        after = measure("ensemble", args.data / "fer2013.tar.gz")
+        after = card_metrics("ensemble", args.data / "fer2013.tar.gz")
         before = card.metrics
         card = dataclasses.replace(card, metrics=after, extra=dict(card.extra) | {"metrics_cpu": cpu})
         card.write_json(path)

@@ -132,22 +132,21 @@ def _measure_quantised(path: Path, evals: list[dict]) -> None:
     (same data, split, TTA, label variant) is run again on the quantised model, so no card
     shows fp32 accuracy for int8 weights. The card is written beside it as JSON too."""
     import dataclasses
-    import json
 
-    from ferkit.card import metrics_from_eval
-    from ferkit.evaluate.run import evaluate_models
+    from ferkit.evaluate.run import card_metrics
     from ferkit.export import rewrite_card
 
     measured: dict = {}
     for spec in evals:
-        result = evaluate_models(
-            [str(path)],
-            spec["data"],
-            split=spec["split"],
-            tta=spec["tta"],
-            variant=spec.get("variant", "fer2013"),
+        measured.update(
+            card_metrics(
+                path,
+                spec["data"],
+                split=spec["split"],
+                ttas=(spec["tta"],),
+                variant=spec.get("variant", "fer2013"),
+            )
         )
-        measured.update(metrics_from_eval(json.loads(json.dumps(result.to_dict()))))
     for key, figures in measured.items():
         console.print(f"  {path.name} {key}: accuracy {figures['accuracy']:.2%}")
     # the card in the file itself (a JSON twin left by an earlier export would be stale)

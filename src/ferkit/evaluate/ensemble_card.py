@@ -12,11 +12,11 @@ import platform
 from dataclasses import replace
 from pathlib import Path
 
-from ferkit.card import LICENSE, ModelCard, metrics_from_eval
+from ferkit.card import LICENSE, ModelCard
 from ferkit.data import FaceDataset, load_dataset
 from ferkit.errors import FerkitError
 from ferkit.evaluate.ensemble import fit_weights, select_members
-from ferkit.evaluate.run import evaluate_models
+from ferkit.evaluate.run import card_metrics
 from ferkit.runtime.catalog import resolve_model
 from ferkit.runtime.classifier import OnnxClassifier
 from ferkit.runtime.tta import predict_tta
@@ -121,10 +121,6 @@ def build_ensemble_card(
         },
     )
     card.write_json(out)
-    metrics: dict = {}
-    for t in dict.fromkeys(["none", tta]):
-        result = evaluate_models([str(out)], ds, split=test_split, tta=t)
-        metrics.update(metrics_from_eval(result.to_dict()))
-    card = replace(card, metrics=metrics)
+    card = replace(card, metrics=card_metrics(out, ds, split=test_split, ttas=("none", tta)))
     card.write_json(out)
     return card

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ferkit.card import metrics_from_eval
 from ferkit.data import FaceDataset, load_dataset
 from ferkit.errors import FerkitError
 from ferkit.evaluate.align import align_probs
@@ -133,6 +134,24 @@ def evaluate_models(
     return EvalResult(
         str(getattr(data, "source", data)), split, tta, list(label_set.names), variant, entries, list(ignore)
     )
+
+
+def card_metrics(
+    model: str | os.PathLike,
+    data: str | os.PathLike | FaceDataset,
+    *,
+    split: str = "PrivateTest",
+    ttas: tuple[str, ...] | list[str] = ("none", "flip"),
+    variant: str = "fer2013",
+) -> dict[str, Any]:
+    """A model card's ``metrics`` for ``model`` on ``data``: one entry per TTA
+    (``PrivateTest``, ``PrivateTest_tta_flip``, ...), the dataset loaded once for all."""
+    ds = data if isinstance(data, FaceDataset) else load_dataset(data)
+    metrics: dict[str, Any] = {}
+    for tta in dict.fromkeys(ttas):
+        result = evaluate_models([str(model)], ds, split=split, tta=tta, variant=variant)
+        metrics.update(metrics_from_eval(json.loads(json.dumps(result.to_dict()))))
+    return metrics
 
 
 def markdown_report(result: EvalResult) -> str:

@@ -224,7 +224,7 @@ def _save_with_card(
 
 INT4_OPSET = 21  # DequantizeLinear with int4 inputs
 # smaller weights (first convolutions, last layer) stay int8: chosen on ferplus, where all
-# weights in int4 cost 0.85 pt on FER+ PrivateTest and this rule +0.16 (README)
+# weights in int4 cost 0.85 pt on FER+ PrivateTest and this rule +0.16 (CHANGELOG.md, 0.1.0)
 INT4_MIN_SIZE = 300_000
 INT4_CLIP_RATIOS = np.linspace(1.0, 0.5, 26)  # candidate clipping, ratio of the largest weight
 

@@ -179,3 +179,84 @@ def test_mirror_game_rejects_bad_setup(client):
     with client.websocket_connect("/api/v1/game") as ws:
         ws.send_json({"difficulty": "nightmare"})
         assert "difficulty must be one of" in ws.receive_json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "setup, problem",
+    [
+        ("[" * 2000 + "]" * 2000, "nested too deeply"),
+        ('{"difficulty": []}', "difficulty must be one of"),
+        ('{"difficulty": {}}', "difficulty must be one of"),
+        ('{"rounds": 1' + "0" * 5000 + "}", "too long"),
+        ("{" + " " * 9000 + "}", "characters; at most"),
+        ("\ud800", "not JSON"),
+    ],
+    ids=["nested", "difficulty-list", "difficulty-object", "huge-number", "oversized", "lone-surrogate"],
+)
+def test_mirror_game_answers_hostile_setups_and_goes_on(client, setup, problem):
+    with client.websocket_connect("/api/v1/game") as ws:
+        ws.send_text(setup)
+        assert problem in ws.receive_json()["error"]["message"]
+        ws.send_json({"player": "after", "rounds": 1, "countdown": 0})  # the socket still works
+        assert ws.receive_json()["phase"] in ("countdown", "playing")
+
+
+def _play_one_round(ws, setup: dict) -> dict:
+    from skimage import data
+
+    face = cv2.imencode(".jpg", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+    ws.send_json({"rounds": 1, "expressions": ["happy"], "countdown": 0, "seed": 1} | setup)
+    ws.receive_json()
+    while True:
+        ws.send_bytes(face)
+        msg = ws.receive_json()
+        if msg["phase"] == "over" and "summary" in msg:
+            return msg
+
+
+def test_mirror_game_saves_a_player_name_with_a_lone_surrogate(client):
+    with client.websocket_connect("/api/v1/game") as ws:
+        ws.send_text('{"player": "ada\\ud800", "rounds": 1, "expressions": ["happy"], "countdown": 0}')
+        ws.receive_json()
+        msg = _play_one_round(ws, {"player": "ada\ud800".encode("utf-8", "replace").decode()})
+    assert msg["game_id"] is not None and "error" not in msg
+    assert msg["summary"]["results"][0]["outcome"] == "hit"
+
+
+def test_analysis_works_and_game_results_still_reach_the_player_without_a_database(tmp_path, caplog):
+    broken = tmp_path / "mirror.db"
+    broken.write_bytes(b"this is not an SQLite database" * 100)
+    app = create_app(AppConfig(workers=1, allowed_hosts=("testserver",), game_db=str(broken)))
+    assert str(broken) in caplog.text and "will not be saved" in caplog.text
+    c = TestClient(app)
+    assert post(c, GRACE).status_code == 200
+    r = c.get("/api/v1/leaderboard")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "no_database"
+    with c.websocket_connect("/api/v1/game") as ws:
+        msg = _play_one_round(ws, {"player": "bob"})
+    assert msg["game_id"] is None and msg["error"]["code"] == "not_saved"
+    assert msg["summary"]["results"][0]["outcome"] == "hit"  # the result is not lost
+
+
+def test_a_one_pixel_strip_is_answered(client):
+    strip = cv2.imencode(".png", np.full((1, 3000, 3), 200, np.uint8))[1].tobytes()
+    assert len(strip) < 200
+    r = post(client, strip, "strip.png", "image/png")
+    assert r.status_code == 200 and r.json()["faces"] == [] and r.json()["width"] == 3000
+
+
+def test_annotated_copy_is_capped_in_size(client):
+    from ferkit.app.api import ANNOTATED_MAX_SIDE
+
+    big = cv2.imencode(".jpg", np.full((2400, 3600, 3), 90, np.uint8))[1].tobytes()
+    r = post(client, big, annotate="true")
+    assert r.status_code == 200 and r.json()["width"] == 3600
+    png = base64.b64decode(r.json()["annotated_png_base64"])
+    shrunk = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert shrunk.shape[:2] == (round(ANNOTATED_MAX_SIDE * 2400 / 3600), ANNOTATED_MAX_SIDE)
+
+
+def test_a_silent_websocket_is_closed():
+    app = create_app(AppConfig(workers=1, allowed_hosts=("testserver",), ws_idle_timeout=0.3))
+    with TestClient(app).websocket_connect("/api/v1/stream") as ws:
+        assert ws.receive_json()["error"]["code"] == "idle"  # nothing sent: the server ends it

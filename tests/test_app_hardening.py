@@ -16,7 +16,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 import websocket  # websocket-client (a selenium dependency)
 from matplotlib import cbook
@@ -28,40 +30,23 @@ BOMB = png_bomb(30000, 30000)
 LIMIT_MB = 1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(*extra: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+    """A ``ferkit serve`` on a free port; returns once it prints its "serving" line (readiness,
+    not a clock: a loaded machine only makes this slower). ``proc.log`` collects its stderr."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ferkit",
-            "serve",
-            "--port",
-            str(port),
-            "--max-upload-mb",
-            str(LIMIT_MB),
-            *extra,
-        ],
+        [sys.executable, "-m", "ferkit", "serve", "--port", "0", "--max-upload-mb", str(LIMIT_MB), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"server did not start: {proc.stderr.read()}")
+    proc.log = []
+    for line in proc.stderr:
+        proc.log.append(line)
+        if line.startswith("ferkit: serving "):
+            threading.Thread(target=lambda: proc.log.extend(proc.stderr), daemon=True).start()
+            return proc, line.split()[2]
+    proc.wait()
+    raise RuntimeError(f"server did not start: {''.join(proc.log)}")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -93,6 +78,48 @@ def post(url: str, data: bytes, **headers) -> httpx.Response:
     return httpx.post(
         url + "/api/v1/analyze", files={"image": ("x.png", data, "image/png")}, headers=headers, timeout=30
     )
+
+
+def test_a_busy_port_is_a_clear_error_before_serving():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "ferkit", "serve", "--port", str(port)], capture_output=True, text=True
+        )
+    assert r.returncode == 2, r.stderr
+    assert f"127.0.0.1:{port}: the port is already in use" in r.stderr and "--port" in r.stderr
+    assert "serving" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serve_prints_only_its_own_lines(server):
+    proc, url = server
+    assert httpx.get(url + "/healthz").status_code == 200
+    assert httpx.get(url + "/nothere").status_code == 404
+    log = "".join(proc.log)
+    assert log.startswith(f"ferkit: serving {url} (model ") and "WebSocket wsproto" in log
+    for uvicorn_line in ("Uvicorn running", "Application startup complete", "GET /healthz", "INFO:"):
+        assert uvicorn_line not in log
+
+
+def test_strip_images_are_answered_and_the_server_stays_responsive(server):
+    """90-byte 1xN PNGs once held both workers for minutes (503/504 for everyone)."""
+    _, url = server
+    strips = [cv2.imencode(".png", np.full(s, 200, np.uint8))[1].tobytes() for s in ((1, 8000), (1, 200_000))]
+    with httpx.Client(base_url=url, timeout=120) as http:
+        for strip in strips:
+            r = http.post("/api/v1/analyze", files={"image": ("s.png", strip, "image/png")})
+            assert r.status_code == 200 and r.json()["faces"] == [], r.text
+        ws = websocket.create_connection(url.replace("http", "ws") + "/api/v1/stream", timeout=120)
+        try:
+            for strip in strips:
+                ws.send_binary(strip)
+                assert json.loads(ws.recv())["faces"] == []
+        finally:
+            ws.close()
+        r = http.post("/api/v1/analyze", files={"image": ("g.jpg", GRACE, "image/jpeg")})
+        assert r.status_code == 200 and len(r.json()["faces"]) == 1
 
 
 def test_bomb_is_refused_from_its_header(server):

@@ -158,6 +158,40 @@ def test_tiles_cover_the_image_with_overlap():
         assert all(b - a <= 0.75 * side for a, b in zip(starts, starts[1:], strict=False))
 
 
+STRIPS = [(1, 3000), (3000, 1), (1, 200_000), (2, 8000), (40, 9000), (7, 7), (3000, 4000)]
+
+
+@pytest.mark.parametrize("shape", STRIPS)
+def test_detection_work_has_a_ceiling_whatever_the_shape(shape):
+    """A 1-pixel strip once became one tile per pixel of length (1x3000: a minute, 1x200000:
+    hours); the number of model looks is now bounded for any shape, and so is the time."""
+    for mode in ("auto", "always"):
+        detector = create_detector("blazeface", tiles=mode)
+        looks = _count_looks(detector)
+        assert detector.detect(np.full((*shape, 3), 128, np.uint8)) == []
+        assert len(looks) <= 2 + 2 * blazeface.MAX_TILES, (mode, len(looks))
+        sides = [a[2] for a in looks if len(a) >= 3]
+        assert all(side >= blazeface.MIN_TILE for side in sides)
+
+
+def _count_looks(detector) -> list:
+    """Record the region arguments of every model look the detector takes."""
+    looks, real = [], detector.look
+
+    def look(*args, **kwargs):
+        looks.append(args[1:5])
+        return real(*args, **kwargs)
+
+    detector.look = look
+    return looks
+
+
+def test_ordinary_photos_tile_as_before_the_ceiling():
+    assert len(blazeface.tile_grid(720, 1280, 320)[1]) == 15  # a 1280x720 frame's small-face pass
+    side, origins = blazeface.tile_grid(4000, 4000, 1000)  # a square photo's: 5 x 5, the most
+    assert side == 1000 and len(origins) == blazeface.MAX_TILES == 25
+
+
 def test_bad_options_are_named():
     with pytest.raises(FerkitError, match="tiles mode 'sometimes'"):
         create_detector("blazeface", tiles="sometimes")

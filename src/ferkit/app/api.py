@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import time
 
 import cv2
 from fastapi import APIRouter, File, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
@@ -107,29 +106,35 @@ async def analyze(
     config, pool = request.app.state.config, request.app.state.pool
     data = await image.read(config.max_upload_bytes + 1)
     check_image_bytes(data, config.max_upload_bytes)
-    rgb = await run_in_threadpool(decode_upload, data, config.max_pixels)
-    start = time.perf_counter()
     try:
-        faces = await asyncio.wait_for(
-            run_in_threadpool(pool.recognize, rgb, config.request_timeout), timeout=config.request_timeout
+        (height, width), faces, ms, png = await asyncio.wait_for(
+            run_in_threadpool(pool.analyze, data, config.max_pixels, config.request_timeout, annotate),
+            timeout=config.request_timeout,
         )
     except asyncio.TimeoutError:
         raise ApiError(504, "timeout", f"inference took longer than {config.request_timeout:g} s") from None
-    result = {
-        "width": rgb.shape[1],
-        "height": rgb.shape[0],
-        "faces": faces_out(faces),
-        "ms": round((time.perf_counter() - start) * 1000, 2),
-    }
-    if annotate:
-        result["annotated_png_base64"] = await run_in_threadpool(_annotated_png, rgb, faces)
+    result = {"width": width, "height": height, "faces": faces_out(faces), "ms": round(ms, 2)}
+    if png is not None:
+        result["annotated_png_base64"] = png
     return result
 
 
-def _annotated_png(rgb, faces) -> str:
+# The annotated copy a response carries is at most this many pixels on its long side: a
+# 4.1 MB upload once came back as a 147.6 MB response. Boxes are drawn at full size first.
+ANNOTATED_MAX_SIDE = 1600
+
+
+def annotated_png(rgb, faces) -> str:
+    """The annotated image as base64 PNG, shrunk to ANNOTATED_MAX_SIDE on its long side."""
     from ferkit.runtime.draw import annotate as draw
 
-    ok, png = cv2.imencode(".png", cv2.cvtColor(draw(rgb, faces), cv2.COLOR_RGB2BGR))
+    drawn = draw(rgb, faces)
+    long = max(drawn.shape[:2])
+    if long > ANNOTATED_MAX_SIDE:
+        f = ANNOTATED_MAX_SIDE / long
+        size = (max(1, round(drawn.shape[1] * f)), max(1, round(drawn.shape[0] * f)))
+        drawn = cv2.resize(drawn, size, interpolation=cv2.INTER_AREA)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     return base64.b64encode(png.tobytes()).decode()
 
 
@@ -144,8 +149,8 @@ class FrameSocket:
     task with the connection.
     """
 
-    def __init__(self, ws: WebSocket, limit: int, max_texts: int = 16) -> None:
-        self.ws, self.limit = ws, limit
+    def __init__(self, ws: WebSocket, limit: int, idle_timeout: float = 60.0, max_texts: int = 16) -> None:
+        self.ws, self.limit, self.idle_timeout = ws, limit, idle_timeout
         self.counters = {"received": 0, "dropped": 0, "processed": 0}
         self._latest: bytes | None = None
         self._arrived = asyncio.Event()
@@ -157,7 +162,13 @@ class FrameSocket:
     async def _read(self) -> None:
         try:
             while True:
-                message = await self.ws.receive()
+                try:
+                    message = await asyncio.wait_for(self.ws.receive(), self.idle_timeout)
+                except asyncio.TimeoutError:  # a silent client holds a connection: end it
+                    await self.send_error("idle", f"no message for {self.idle_timeout:g} s; closing")
+                    with contextlib.suppress(Exception):
+                        await self.ws.close(code=1001)
+                    break
                 if message["type"] == "websocket.disconnect":
                     break
                 data = message.get("bytes")
@@ -221,7 +232,7 @@ async def stream(ws: WebSocket) -> None:
     dropped: while a frame is being processed only the newest arrival is kept."""
     config, pool = ws.app.state.config, ws.app.state.pool
     await ws.accept()
-    sock = FrameSocket(ws, config.max_upload_bytes)
+    sock = FrameSocket(ws, config.max_upload_bytes, config.ws_idle_timeout)
     try:
         while (message := await sock.next_message()) is not None:
             kind, frame = message
@@ -229,10 +240,11 @@ async def stream(ws: WebSocket) -> None:
                 reply = error_body("text_frame", "this socket takes binary image frames, not text")
             else:
                 try:
-                    rgb = await run_in_threadpool(decode_upload, frame, config.max_pixels)
-                    faces = await run_in_threadpool(pool.recognize, rgb, config.request_timeout)
+                    (height, width), faces, _, _ = await run_in_threadpool(
+                        pool.analyze, frame, config.max_pixels, config.request_timeout
+                    )
                     sock.counters["processed"] += 1
-                    reply = {"faces": faces_out(faces), "width": rgb.shape[1], "height": rgb.shape[0]}
+                    reply = {"faces": faces_out(faces), "width": width, "height": height}
                 except ApiError as exc:
                     reply = error_body(exc.code, exc.message)
             if not await sock.send_json(reply | sock.counters):

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, WebSocket
 from starlette.concurrency import run_in_threadpool
 
-from ferkit.app.api import FrameSocket, decode_upload
+from ferkit.app.api import FrameSocket
 from ferkit.app.schemas import ApiError, LeaderboardResult, error_body
 from ferkit.game.engine import EXPRESSIONS, LEVELS, GameConfig, MirrorGame
 
@@ -29,19 +29,30 @@ class SetupError(ValueError):
     pass
 
 
+MAX_SETUP_CHARS = 8192  # a set-up message is a few dozen characters
+
+
 def parse_setup(text: str, labels: list[str]) -> tuple[str, GameConfig]:
     """(player, config) from the set-up message; ``SetupError`` says what is wrong."""
+    if len(text) > MAX_SETUP_CHARS:
+        raise SetupError(f"the set-up message is {len(text):,} characters; at most {MAX_SETUP_CHARS:,}")
     try:
         setup = json.loads(text)
-    except ValueError:
+    except RecursionError:
+        raise SetupError("the set-up message is nested too deeply") from None
+    except ValueError as exc:
+        if "digits" in str(exc):  # Python's int-size guard: "Exceeds the limit (4300 digits)"
+            raise SetupError("the set-up message holds a number too long to read") from None
         raise SetupError("the set-up message is not JSON") from None
     if not isinstance(setup, dict):
         raise SetupError("the set-up message must be a JSON object")
     player = setup.get("player", "")
     if not isinstance(player, str):
         raise SetupError("player must be text")
+    # A lone surrogate ("\ud800") is valid JSON but not storable text: replace it, keep the rest.
+    player = player.encode("utf-8", "replace").decode("utf-8")
     difficulty = setup.get("difficulty", "normal")
-    if difficulty not in LEVELS:
+    if not isinstance(difficulty, str) or difficulty not in LEVELS:
         raise SetupError(f"difficulty must be one of {list(LEVELS)}")
     expressions = setup.get("expressions") or list(EXPRESSIONS)
     if not isinstance(expressions, list) or not all(isinstance(e, str) for e in expressions):
@@ -70,14 +81,17 @@ def parse_setup(text: str, labels: list[str]) -> tuple[str, GameConfig]:
 async def leaderboard(
     request: Request, limit: int = Query(10, ge=1, le=100), difficulty: str | None = None
 ) -> dict:
-    return {"games": await run_in_threadpool(request.app.state.store.leaderboard, limit, difficulty)}
+    store = request.app.state.store
+    if store is None:
+        raise ApiError(503, "no_database", "the game-results database could not be opened (see the log)")
+    return {"games": await run_in_threadpool(store.leaderboard, limit, difficulty)}
 
 
 @router.websocket("/api/v1/game")
 async def game_ws(ws: WebSocket) -> None:
     config, pool, store = ws.app.state.config, ws.app.state.pool, ws.app.state.store
     await ws.accept()
-    sock = FrameSocket(ws, config.max_upload_bytes)
+    sock = FrameSocket(ws, config.max_upload_bytes, config.ws_idle_timeout)
     game: MirrorGame | None = None
     player = ""
     try:
@@ -110,19 +124,24 @@ async def game_ws(ws: WebSocket) -> None:
                 break
             if game is not None and game.over:
                 summary = game.summary()
-                game_id = await run_in_threadpool(store.save, player, summary)
-                board = await run_in_threadpool(store.leaderboard, 10, game.config.difficulty)
-                await sock.send_json(
-                    {"phase": "over", "game_id": game_id, "summary": summary, "leaderboard": board}
-                )
+                over: dict[str, Any] = {"phase": "over", "game_id": None, "summary": summary}
+                try:  # the result reaches the player even when the database does not take it
+                    if store is None:
+                        raise RuntimeError("the game-results database could not be opened")
+                    over["game_id"] = await run_in_threadpool(store.save, player, summary)
+                    over["leaderboard"] = await run_in_threadpool(
+                        store.leaderboard, 10, game.config.difficulty
+                    )
+                except Exception as exc:  # noqa: BLE001 - any storage failure, reported to the client
+                    over["error"] = {"code": "not_saved", "message": f"the result was not saved: {exc}"}
+                await sock.send_json(over)
                 break
     finally:
         await sock.close()
 
 
 async def _play_frame(game: MirrorGame, frame: bytes, pool, config) -> dict[str, Any]:
-    rgb = await run_in_threadpool(decode_upload, frame, config.max_pixels)
-    faces = await run_in_threadpool(pool.recognize, rgb, config.request_timeout)
+    _, faces, _, _ = await run_in_threadpool(pool.analyze, frame, config.max_pixels, config.request_timeout)
     probs = faces[0].probs if faces else None  # the largest face plays
     return _state_json(game.update(probs)) | {"box": list(faces[0].box) if faces else None}
 

@@ -15,7 +15,13 @@ a Python package (fastapi-offline), so they work offline.
 
 from __future__ import annotations
 
+import errno
+import importlib.util
+import logging
 import queue
+import socket
+import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +33,7 @@ from ferkit import __version__
 from ferkit.app import api, game
 from ferkit.app.guard import RequestGuard, allowed_hosts_for
 from ferkit.app.schemas import ApiError, install_error_handlers
+from ferkit.errors import FerkitError
 from ferkit.runtime.recognize import Recognizer
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -46,6 +53,8 @@ class AppConfig:
     bind: str = "127.0.0.1"  # the address served: its names are the allowed Hosts
     allowed_hosts: tuple[str, ...] = ()  # more Host names (a domain behind a proxy); "*" = any
     game_db: str | None = None  # SQLite file for mirror-game results (default ~/.local/share/ferkit)
+    ws_idle_timeout: float = 60.0  # seconds a WebSocket may stay silent before it is closed
+    max_connections: int = 200  # open connections (HTTP and WebSocket) before new ones get 503
 
 
 class RecognizerPool:
@@ -58,6 +67,7 @@ class RecognizerPool:
         first = self.items.queue[0]
         self.labels, self.detector_name = list(first.labels), first.detector.name
         self.model_path = str(first.classifier.path)
+        self.model_name = Path(self.model_path).stem
 
     @contextmanager
     def take(self, timeout: float):
@@ -73,6 +83,25 @@ class RecognizerPool:
     def recognize(self, image: np.ndarray, timeout: float) -> list:
         with self.take(timeout) as rec:
             return rec.recognize(image)
+
+    def analyze(
+        self, data: bytes, max_pixels: int | None, timeout: float, annotate: bool = False
+    ) -> tuple[tuple[int, int], list, float, str | None]:
+        """Decode, recognise and (asked) annotate one upload, all while holding one worker.
+
+        Decoding inside the worker bounds the memory in flight by the number of workers: six
+        7000x7000 JPEGs at once no longer decode side by side in the server's thread pool.
+        Returns ((height, width), faces, milliseconds of inference, annotated PNG in base64).
+        """
+        from ferkit.app.api import annotated_png, decode_upload
+
+        with self.take(timeout) as rec:
+            rgb = decode_upload(data, max_pixels)
+            start = time.perf_counter()
+            faces = rec.recognize(rgb)
+            ms = (time.perf_counter() - start) * 1000
+            png = annotated_png(rgb, faces) if annotate else None
+            return rgb.shape[:2], faces, ms, png
 
 
 def shipped_model_infos() -> tuple[list[dict], str | None]:
@@ -95,6 +124,95 @@ def shipped_model_infos() -> tuple[list[dict], str | None]:
     return out, default_model_name() if out else None
 
 
+def open_store(path: str | None):
+    """The game-results database, or None with a warning when it cannot be opened (a corrupt
+    file, a read-only folder): photo analysis needs no database, so the server still starts."""
+    from ferkit.game.store import ResultStore, default_path
+
+    try:
+        return ResultStore(path)
+    except Exception as exc:  # noqa: BLE001 - sqlite3 and OS errors alike
+        where = path or default_path()
+        logging.getLogger("ferkit").warning(
+            "mirror-game results will not be saved: %s: %s (choose another file with --game-db)", where, exc
+        )
+        return None
+
+
+def websocket_library() -> str:
+    """The WebSocket library uvicorn will run: wsproto (what the app extra installs) or else
+    websockets; without one the live pages and the game could not work, so the server
+    refuses to start."""
+    for name in ("wsproto", "websockets"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    raise FerkitError(
+        'the web app needs a WebSocket library for its live and game pages: pip install "ferkit[app]" '
+        "(it brings wsproto)"
+    )
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (0: any free port), so a busy port is a clear error before
+    any model loads or anything says the server started."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT only, never a live listener
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise FerkitError(
+                f"{host}:{port}: the port is already in use (another server?); "
+                "choose another with --port, or --port 0 for any free port"
+            ) from None
+        raise FerkitError(f"{host}:{port}: cannot listen there: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def make_server(app: FastAPI, sock: socket.socket, verbose: bool = False, ready_line: str | None = None):
+    """A uvicorn server for ``app`` on the bound ``sock``, with the config's limits.
+
+    Only ferkit's lines are printed unless ``verbose`` (uvicorn's INFO lines, access log);
+    ``ready_line`` goes to stderr once the server accepts connections: the readiness signal
+    scripts and tests wait for.
+    """
+    import uvicorn
+
+    config = app.state.config
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if self.started and ready_line:
+                print(ready_line, file=sys.stderr, flush=True)
+
+    return _Server(
+        uvicorn.Config(
+            app,
+            log_level="info" if verbose else "warning",
+            access_log=verbose,
+            ws=websocket_library(),
+            **uvicorn_limits(config),
+        )
+    )
+
+
+def uvicorn_limits(config: AppConfig) -> dict:
+    """Server-level limits: WebSocket messages a little over the frame limit (bigger ones are
+    closed with 1009 by the protocol layer; smaller oversized ones get a JSON error), a cap on
+    open connections, idle keep-alive connections closed after 5 s, and at most 1.5 s for open
+    connections to finish on SIGTERM."""
+    return {
+        "ws_max_size": 2 * config.max_upload_bytes,
+        "limit_concurrency": config.max_connections,
+        "timeout_keep_alive": 5,
+        "timeout_graceful_shutdown": 1.5,
+    }
+
+
 def _new_app() -> FastAPI:
     kwargs = dict(title="ferkit", version=__version__, description="Facial expression recognition API")
     try:
@@ -105,13 +223,11 @@ def _new_app() -> FastAPI:
 
 
 def create_app(config: AppConfig | None = None) -> FastAPI:
-    from ferkit.game.store import ResultStore
-
     config = config or AppConfig()
     app = _new_app()
     app.state.config, app.state.pool = config, RecognizerPool(config)
     app.state.models, app.state.default_model = shipped_model_infos()
-    app.state.store = ResultStore(config.game_db)
+    app.state.store = open_store(config.game_db)
     install_error_handlers(app)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

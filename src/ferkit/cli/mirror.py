@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from urllib.parse import urlencode
@@ -29,26 +28,21 @@ def mirror(
     if difficulty not in ("easy", "normal", "hard"):
         raise typer.BadParameter(f"{difficulty!r}: use easy, normal or hard", param_hint="--difficulty")
     try:
-        import uvicorn
-
-        from ferkit.app.server import AppConfig, create_app
+        from ferkit.app.server import AppConfig, create_app, listen_socket, make_server
     except ImportError as exc:
         raise FerkitError(f'ferkit mirror serves the web app: pip install "ferkit[app]" ({exc})') from exc
     from ferkit.runtime.display import open_app_window
 
-    if port == 0:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+    sock = listen_socket("127.0.0.1", port)  # 0: any free port, held from here on (no race)
+    port = sock.getsockname()[1]
     app = create_app(AppConfig(model=model, bind="127.0.0.1"))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    server = make_server(app, sock)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+    while not server.started and thread.is_alive():  # readiness, not a clock
         time.sleep(0.05)
     if not server.started:
-        raise FerkitError(f"the mirror's server did not start on 127.0.0.1:{port} (port in use?)")
+        raise FerkitError(f"the mirror's server did not start on 127.0.0.1:{port}")
     query = urlencode({"camera": "on", "player": player, "difficulty": difficulty, "rounds": rounds})
     url = f"http://127.0.0.1:{port}/mirror.html?{query}"
     typer.echo(f"mirror: {url}  (Ctrl-C ends it)")

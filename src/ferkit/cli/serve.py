@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -9,7 +10,7 @@ import typer
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind (localhost by default)."),
-    port: int = typer.Option(8000, help="Port."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port (0: any free port)."),
     model: str = typer.Option("default", help="Shipped model name or .onnx file."),
     detector: str = typer.Option("auto", help="Face detector."),
     workers: int = typer.Option(2, min=1, help="Inference worker threads."),
@@ -26,16 +27,31 @@ def serve(
         help="Host names this server answers to besides the bind address (repeatable; '*' = any). "
         "Loopback binds answer to loopback names only (DNS rebinding).",
     ),
+    game_db: Optional[Path] = typer.Option(
+        None,
+        "--game-db",
+        help="SQLite file for mirror-game results (default ~/.local/share/ferkit/mirror.db); "
+        "photo analysis works without it.",
+    ),
+    ws_idle_timeout: float = typer.Option(
+        60.0, min=1.0, help="Seconds a WebSocket may stay silent before the server closes it."
+    ),
+    max_connections: int = typer.Option(
+        200, min=1, help="Open connections (HTTP and WebSocket) before new ones are answered 503."
+    ),
 ) -> None:
     """Serve the API (docs at /docs) and the pages."""
-    try:
-        import uvicorn
+    import os
 
-        from ferkit.app.server import AppConfig, create_app
+    from ferkit.errors import FerkitError
+
+    try:
+        from ferkit.app.server import AppConfig, create_app, listen_socket, make_server, websocket_library
     except ImportError as exc:
-        raise typer.BadParameter(
-            f'the web app needs its extra: pip install "ferkit[app]" ({exc.name} missing)'
-        ) from exc
+        hint = 'pip install "ferkit[app]"'
+        raise FerkitError(f"the web app needs its extra: {hint} ({exc.name} missing)") from exc
+    websocket = websocket_library()  # before anything loads: the live pages need one
+    sock = listen_socket(host, port)  # a busy port fails here, before "serving"
     config = AppConfig(
         model=model,
         detector=detector,
@@ -46,15 +62,19 @@ def serve(
         allow_origins=tuple(allow_origin),
         bind=host,
         allowed_hosts=tuple(allowed_hosts),
+        game_db=str(game_db) if game_db else None,
+        ws_idle_timeout=ws_idle_timeout,
+        max_connections=max_connections,
     )
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info", **uvicorn_limits(config))
-
-
-def uvicorn_limits(config) -> dict:
-    """Server-level limits: WebSocket messages a little over the frame limit (bigger ones are
-    closed with 1009 by the protocol layer; smaller oversized ones get a JSON error), and
-    at most 1.5 s for open connections to finish on SIGTERM."""
-    return {"ws_max_size": 2 * config.max_upload_bytes, "timeout_graceful_shutdown": 1.5}
+    app = create_app(config)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    line = (
+        f"ferkit: serving http://{shown}:{bound} (model {app.state.pool.model_name}, "
+        f"detector {app.state.pool.detector_name}, WebSocket {websocket}); Ctrl-C stops"
+    )
+    verbose = bool(os.environ.get("FERKIT_VERBOSE"))
+    make_server(app, sock, verbose=verbose, ready_line=line).run(sockets=[sock])
 
 
 def register(root: typer.Typer) -> None:

@@ -65,6 +65,13 @@ TILE_MODES = ("auto", "always", "never")
 # 1/4: 681); on FER-2013's 48x48 crops (500 of PrivateTest) 9 and 433; no face on 200
 # blurred-noise images.
 CLOSE_UP_CONTEXT = 3.0
+# Tiling's cost has a ceiling whatever the image's shape: a tile is never narrower than
+# MIN_TILE pixels (a 1-pixel strip would otherwise be cut into one tile per pixel of its
+# length: a 90-byte 1x3000 PNG took a minute), and one pass never takes more than MAX_TILES
+# looks (its tiles grow instead). 25 is what a 4:3 photo's small-face pass needs (5 x 5), so
+# ordinary photos tile as before.
+MIN_TILE = 32
+MAX_TILES = 25
 
 
 def tflite_path(spec: _Spec) -> str:
@@ -120,6 +127,19 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou:
             )
         )
     return kept
+
+
+def tile_grid(h: int, w: int, side: int) -> tuple[int, list[tuple[int, int]]]:
+    """The tile side actually used and the (y0, x0) origins of one tiling pass over an h x w image.
+
+    The side is at least MIN_TILE and grows until the pass needs at most MAX_TILES looks.
+    """
+    side = max(side, MIN_TILE)
+    while True:
+        ys, xs = tile_origins(h, side), tile_origins(w, side)
+        if len(ys) * len(xs) <= MAX_TILES:
+            return side, [(y0, x0) for y0 in ys for x0 in xs]
+        side = math.ceil(side * 1.25)
 
 
 def tile_origins(length: int, side: int, overlap: float = 0.25) -> list[int]:
@@ -256,19 +276,19 @@ class BlazeFaceDetector:
         h, w = rgb.shape[:2]
         looks = [self.look(rgb)]
         if self.tiles != "never":
-            for side in self.tile_sides(h, w, len(looks[0][0])):
+            for wanted in self.tile_sides(h, w, len(looks[0][0])):
+                side, origins = tile_grid(h, w, wanted)
                 edge = 0.02 * side
-                for y0 in tile_origins(h, side):
-                    for x0 in tile_origins(w, side):
-                        boxes, scores, points = self.look(rgb, x0, y0, side, side)
-                        # A face cut by an inner tile edge is whole in a neighbouring tile: drop the cut one.
-                        cut = (
-                            ((boxes[:, 0] < x0 + edge) & (x0 > 0))
-                            | ((boxes[:, 1] < y0 + edge) & (y0 > 0))
-                            | ((boxes[:, 2] > x0 + side - edge) & (x0 + side < w))
-                            | ((boxes[:, 3] > y0 + side - edge) & (y0 + side < h))
-                        )
-                        looks.append((boxes[~cut], scores[~cut], points[~cut]))
+                for y0, x0 in origins:
+                    boxes, scores, points = self.look(rgb, x0, y0, side, side)
+                    # A face cut by an inner tile edge is whole in a neighbouring tile: drop the cut one.
+                    cut = (
+                        ((boxes[:, 0] < x0 + edge) & (x0 > 0))
+                        | ((boxes[:, 1] < y0 + edge) & (y0 > 0))
+                        | ((boxes[:, 2] > x0 + side - edge) & (x0 + side < w))
+                        | ((boxes[:, 3] > y0 + side - edge) & (y0 + side < h))
+                    )
+                    looks.append((boxes[~cut], scores[~cut], points[~cut]))
         if self.tiles != "never" and not any(len(b) for b, _, _ in looks):
             looks.append(self.look(rgb, context=CLOSE_UP_CONTEXT))  # a face filling the image
         boxes = np.concatenate([b for b, _, _ in looks])

@@ -81,15 +81,27 @@ def export_cmd(
     data: Optional[Path] = typer.Option(
         None, help="Dataset for int8 calibration (Training) and the quantised model's check (PublicTest)."
     ),
+    overwrite: bool = typer.Option(False, help="Replace existing files at OUT that are not ONNX models."),
 ) -> None:
     """Export to ONNX (dynamic batch, labels/preprocessing/recipe/metrics in metadata); verify vs torch."""
     import json
 
     from ferkit.card import metrics_from_eval
     from ferkit.export import export_onnx
+    from ferkit.outputs import check_outputs
 
     if (int8 or int4) and data is None:  # before any work
         raise typer.BadParameter("--int8 / --int4 need --data (calibration and accuracy check)")
+    if out.suffix != ".onnx":
+        raise typer.BadParameter(f"{out}: an ONNX file name ends in .onnx", param_hint="--out")
+    written = {"--out": (out, "onnx"), "--out's card": (out.with_suffix(".json"), "json")}
+    for bits in [b for b, wanted in ((8, int8), (4, int4)) if wanted]:
+        q = out.with_suffix(f".int{bits}.onnx")
+        written |= {f"--int{bits}": (q, "onnx"), f"--int{bits}'s card": (q.with_suffix(".json"), "json")}
+    run_files = [p for p in source.iterdir() if p.is_file()] if source.is_dir() else []
+    check_outputs(
+        written, [source, *metrics, *([data] if data else [])], protected=run_files, overwrite=overwrite
+    )
     card_metrics: dict = {}
     evals = [json.loads(path.read_text()) for path in metrics]
     for result in evals:

@@ -33,6 +33,9 @@ def predict(
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per face."),
     annotate_dir: Optional[Path] = typer.Option(None, "--annotate", help="Write annotated images here."),
     strict: bool = typer.Option(False, help="Exit 1 if any input could not be read."),
+    overwrite: bool = typer.Option(
+        False, help="Replace existing output files of another kind (never an input)."
+    ),
     resume: bool = typer.Option(
         False,
         help="Append to existing --csv/--json outputs, skipping files already in them "
@@ -74,10 +77,9 @@ def predict(
     for name, value in (("--out", out), ("--address", address), ("--workers", workers)):
         if value is not None:
             raise typer.BadParameter(f"{name} is for --engine ray", param_hint=name)
-    if annotate_dir is not None and annotate_dir.exists() and not annotate_dir.is_dir():
-        raise typer.BadParameter(f"{annotate_dir} is a file; give a folder", param_hint="--annotate")
     if resume and not (csv_out or json_out):
         raise typer.BadParameter("--resume continues --csv/--json outputs: name them", param_hint="--resume")
+    from ferkit.outputs import check_outputs
     from ferkit.runtime.batch import expand_inputs
     from ferkit.runtime.recognize import Recognizer
     from ferkit.runtime.writers import FaceRowWriter
@@ -88,22 +90,33 @@ def predict(
         raise typer.BadParameter(
             f"--tiles is for the blazeface detector, not {detector}", param_hint="--tiles"
         )
-    recognizer = Recognizer(model, detector=detector, min_face=min_face, align=align, tta=tta, **tiling)
-    paths, missing = expand_inputs(inputs)
     err = Console(stderr=True, soft_wrap=True)  # one line per skipped file, greppable
+    paths, missing = expand_inputs(inputs)
+    if missing:  # a named input that is not there fails the command before any work
+        for r in missing:
+            err.print(f"[bold red]error:[/] {escape(f'{r.path}: {r.error}')}", highlight=False)
+        raise typer.Exit(1)
+    check_outputs(
+        {"--csv": (csv_out, "csv"), "--json": (json_out, "jsonl"), "--annotate": (annotate_dir, "folder")},
+        [*inputs, *paths],
+        overwrite=overwrite,
+    )
+    recognizer = Recognizer(model, detector=detector, min_face=min_face, align=align, tta=tta, **tiling)
     with FaceRowWriter(recognizer.labels, csv_path=csv_out, jsonl_path=json_out, resume=resume) as writer:
         if writer.done:
             err.print(f"resuming: {len(writer.done)} file(s) already in the outputs are skipped")
         todo = [p for p in paths if p not in writer.done]
         with stop_signals():
             try:
-                summary = _predict_local(todo, recognizer, writer, annotate_dir, batch_size, max_pixels)
+                summary = _predict_local(
+                    todo, recognizer, writer, annotate_dir, batch_size, max_pixels, overwrite
+                )
                 stopped = False
             except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: rows so far are kept
                 summary, stopped = getattr(exc, "summary", None), True
     if summary is None:  # stopped before the first image finished
         summary = _Summary()
-    read_ok, n_faces, failed = summary.read, summary.faces, list(missing) + summary.failed
+    read_ok, n_faces, failed = summary.read, summary.faces, summary.failed
     if stopped:
         err.print(f"[yellow]stopped[/] after {read_ok + len(summary.failed)} of {len(todo)} file(s)")
     err.print(f"{read_ok} image(s) read, {n_faces} face(s) found, {len(failed)} failed")
@@ -129,8 +142,11 @@ class _Summary:
     failed: list = field(default_factory=list)
 
 
-def _predict_local(paths, recognizer, writer, annotate_dir, batch_size: int, max_pixels) -> _Summary:
+def _predict_local(
+    paths, recognizer, writer, annotate_dir, batch_size: int, max_pixels, overwrite: bool = False
+) -> _Summary:
     """Recognise, write rows as each image finishes, print a table for small runs."""
+    from ferkit.errors import FerkitError
     from ferkit.progress import progress_iter
     from ferkit.runtime.batch import output_name, predict_files
 
@@ -156,7 +172,11 @@ def _predict_local(paths, recognizer, writer, annotate_dir, batch_size: int, max
                 for face in result.faces:
                     table.add_row(result.path, str(face.box), face.label, f"{face.confidence:.1%}")
             if annotate_dir and result.image is not None:
-                _write_annotated(result, output_name(result.path, annotate_dir, used))
+                try:
+                    _write_annotated(result, output_name(result.path, annotate_dir, used), overwrite)
+                except FerkitError as exc:  # its rows are written; the copy is not: say so, go on
+                    result.error = f"annotated copy not written: {exc}"
+                    summary.failed.append(result)
     except KeyboardInterrupt as exc:
         exc.summary = summary  # type: ignore[attr-defined]  # what was done before the stop
         raise
@@ -165,16 +185,18 @@ def _predict_local(paths, recognizer, writer, annotate_dir, batch_size: int, max
     return summary
 
 
-def _write_annotated(result, path: Path) -> None:
+def _write_annotated(result, path: Path, overwrite: bool = False) -> None:
     import cv2
 
+    from ferkit.outputs import annotated_target, mark_png
     from ferkit.runtime.draw import annotate
     from ferkit.utils import atomic_path
 
+    target = annotated_target(path, overwrite)  # never a file ferkit did not write
     drawn = annotate(result.image, result.faces)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(mark_png(buf.tobytes()))
 
 
 def _predict_ray(inputs: list[str], out: str | None, strict: bool, **options) -> None:

@@ -22,7 +22,7 @@ def video(
     out: Optional[Path] = typer.Option(None, help="Annotated video to write (.mp4 or .avi)."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="One row per face per processed frame."),
     jsonl_out: Optional[Path] = typer.Option(
-        None, "--jsonl", help="One JSON record per face per processed frame."
+        None, "--json", "--jsonl", help="One JSON record per face per processed frame (JSON Lines)."
     ),
     summary: Optional[Path] = typer.Option(
         None, help="Folder for per-face emotion shares and timeline plots."
@@ -31,11 +31,15 @@ def video(
         False, help="Show a live window (OpenCV's, else a browser app window); q or closing it stops."
     ),
     max_frames: int = typer.Option(0, help="Stop after this many frames (0 = all)."),
+    overwrite: bool = typer.Option(
+        False, help="Replace existing output files of another kind (never the input)."
+    ),
 ) -> None:
     """Recognise expressions frame by frame; Ctrl-C, SIGTERM or SIGHUP stop cleanly and keep everything
     written so far (the video stays playable)."""
     import cv2
 
+    from ferkit.outputs import check_outputs
     from ferkit.runtime.display import open_frame_window
     from ferkit.runtime.draw import annotate_tracked
     from ferkit.runtime.recognize import Recognizer
@@ -51,6 +55,16 @@ def video(
     from ferkit.utils import stop_signals
 
     err = Console(stderr=True, soft_wrap=True)
+    check_outputs(
+        {
+            "--out": (out, "video"),
+            "--csv": (csv_out, "csv"),
+            "--json": (jsonl_out, "jsonl"),
+            "--summary": (summary / "summary.json" if summary else None, "json"),
+        },
+        [source] if Path(source).exists() else [],
+        overwrite=overwrite,
+    )
     recognizer = Recognizer(model, detector=detector)
     labels = list(recognizer.labels)
     report = SourceReport()

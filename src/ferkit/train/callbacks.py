@@ -29,16 +29,20 @@ def write_metrics_csv(state) -> None:
 
 
 def save_checkpoints(state) -> None:
-    """``last.pt`` every epoch (for resume); ``best.pt`` when validation accuracy improves."""
+    """``last.pt`` every epoch (for resume); ``best.pt`` when validation accuracy improves.
+
+    ``best.pt`` is written first: a run killed between the two writes has a ``last.pt`` that
+    never names a best epoch ``best.pt`` does not hold (``resume`` reconciles the other case,
+    a ``best.pt`` one epoch ahead of ``last.pt``). Each write is atomic.
+    """
     payload = state.checkpoint()
     val_acc = state.history[-1]["val_acc"]
     improved = val_acc > state.best_val_accuracy
     if improved:
         state.best_val_accuracy, state.best_epoch = val_acc, state.epoch
         payload["best_val_accuracy"], payload["best_epoch"] = val_acc, state.epoch
-    save_checkpoint(state.run_dir / "last.pt", payload)
-    if improved:
         save_checkpoint(state.run_dir / "best.pt", payload)
+    save_checkpoint(state.run_dir / "last.pt", payload)
 
 
 def plot_curves(state) -> None:

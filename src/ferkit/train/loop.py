@@ -31,7 +31,7 @@ from ferkit.data import FaceDataset
 from ferkit.errors import FerkitError, UnknownNameError
 from ferkit.models import create_model, list_models
 from ferkit.progress import batch_progress
-from ferkit.train.checkpoint import load_checkpoint
+from ferkit.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ferkit.train.config import TrainConfig, config_from_dict, config_to_dict, save_config
 from ferkit.train.data import TrainData, batch_order, prepare_data
 from ferkit.train.device import (
@@ -51,7 +51,7 @@ from ferkit.train.epoch import (
 from ferkit.train.finetune import freeze, head_prefix, load_init_weights
 from ferkit.train.onnx_init import load_onnx_init, onnx_init_source
 from ferkit.train.optim import EMA, make_optimizer, make_scheduler
-from ferkit.train.runs import run_lock
+from ferkit.train.runs import remove_stale_temporaries, run_lock
 from ferkit.utils import new_run_dir
 
 
@@ -304,6 +304,7 @@ def _open_run(
         run_dir = Path(resume)
         if run_dir.is_dir():
             held.enter_context(run_lock(run_dir))
+            remove_stale_temporaries(run_dir)  # a killed run's half-written files
         ckpt = load_checkpoint(run_dir / "last.pt")
         saved = config_from_dict(ckpt["config"])
         if epochs is not None:  # asked for explicitly, even when it equals the class default
@@ -329,7 +330,31 @@ def _restore(state: TrainState, ckpt: dict) -> None:
     state.history = list(ckpt.get("history", []))
     state.best_val_accuracy = float(ckpt.get("best_val_accuracy", -1))
     state.best_epoch = int(ckpt.get("best_epoch", 0))
+    _reconcile_best(state, ckpt)
     _log(f"resuming {state.run_dir} after epoch {state.epoch}/{state.cfg.epochs}", state.dist)
+
+
+def _reconcile_best(state: TrainState, last: dict) -> None:
+    """Make the best model on disk and the run's record of it agree after a kill.
+
+    ``best.pt``'s own epoch and accuracy are the truth when it loads: it may be one epoch
+    ahead of ``last.pt`` (killed between the two writes), and then the resumed run replaces
+    it only with a better model. Without a loadable ``best.pt`` (a run killed before any
+    was written, or by a ferkit that wrote ``last.pt`` first), ``last.pt`` becomes it when it
+    is the best epoch; otherwise the record is cleared, so the next epoch writes one.
+    """
+    best_path = state.run_dir / "best.pt"
+    try:
+        best = load_checkpoint(best_path) if best_path.exists() else None
+    except CheckpointError:
+        best = None
+    if best is not None and "best_val_accuracy" in best:
+        state.best_epoch, state.best_val_accuracy = int(best["epoch"]), float(best["best_val_accuracy"])
+    elif state.best_epoch and state.best_epoch == int(last["epoch"]):
+        if state.dist.main:
+            save_checkpoint(best_path, {k: v for k, v in last.items() if k != "source"})
+    else:
+        state.best_epoch, state.best_val_accuracy = 0, -1.0
 
 
 def _head_only(model: nn.Module, head_only: bool, frozen: list[str]) -> None:

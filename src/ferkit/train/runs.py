@@ -99,6 +99,19 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
         yield
 
 
+def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete the half-written files a killed run leaves (``.best.*.tmp.pt``, ``.metrics.*.tmp.csv``:
+    the temporaries of atomic writes). Call it holding the run's lock (rank 0)."""
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        return []
+    removed = []
+    for path in Path(run_dir).glob(".*.tmp*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def live_trainer(run_dir: str | os.PathLike) -> int | None:
     """The process id training ``run_dir`` now (it holds ``RUN/.lock``; -1 if it did not say), else None."""
     path = Path(run_dir) / ".lock"

@@ -20,7 +20,7 @@ FERKIT = [sys.executable, "-m", "ferkit"]
 
 
 def ferkit(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([*FERKIT, *map(str, args)], capture_output=True, text=True)
+    return subprocess.run([*FERKIT, *map(str, args)], capture_output=True, text=True, errors="replace")
 
 
 def one_line(text: str) -> str:
@@ -138,3 +138,133 @@ def test_png_marker_keeps_the_png_valid():
     assert is_ours_png(marked) and not is_ours_png(png.tobytes())
     decoded = cv2.imdecode(np.frombuffer(marked, np.uint8), cv2.IMREAD_GRAYSCALE)
     assert np.array_equal(decoded, np.arange(48, dtype=np.uint8).reshape(6, 8))
+
+
+def test_odd_file_names_are_written_losslessly_and_resume_without_duplicates(tmp_path):
+    import csv
+    import json
+    import os
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    names = [b"latin1_\xe9t\xe9.jpg", b"=cmd.jpg", b"-1+2.jpg", b"new\nline.jpg", b"'quoted.jpg"]
+    for name in names:
+        shutil.copy(GRACE, os.path.join(os.fsencode(folder), name))
+    out_csv, out_json = tmp_path / "faces.csv", tmp_path / "faces.jsonl"
+    r = ferkit("predict", folder, "--csv", out_csv, "--json", out_json, "--detector", "none")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    raw = out_csv.read_bytes()
+    assert b"latin1_\xe9t\xe9.jpg" in raw  # the name's own bytes
+    with open(out_csv, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        cells = [row[0] for row in csv.reader(f)][1:]
+    assert not any(c.startswith(("=", "+", "-", "@")) for c in cells)  # no formula for a spreadsheet
+    assert {os.fsencode(c[1:] if c.startswith("'") else c) for c in cells} == {
+        os.path.join(os.fsencode(folder), n) for n in names
+    }
+    records = [json.loads(line) for line in out_json.read_text().splitlines()]
+    assert {os.fsencode(rec["file"]) for rec in records} == {
+        os.path.join(os.fsencode(folder), n) for n in names
+    }
+    before = out_csv.read_bytes()
+    for _ in range(2):  # resumed twice: every file is already there, nothing is added
+        r = ferkit("predict", folder, "--csv", out_csv, "--json", out_json, "--detector", "none", "--resume")
+        assert r.returncode == 0, r.stderr
+    after = out_csv.read_bytes()
+    assert after.count(b"\n") == before.count(b"\n") and len(after) == len(before)
+
+
+def test_a_full_disk_is_a_clear_error(photos, tmp_path):
+    r = ferkit("predict", photos / "a.jpg", "--csv", "/dev/full", "--overwrite")
+    assert r.returncode == 2 and "/dev/full: cannot write output (No space left on device)" in r.stderr
+    assert "Traceback" not in r.stderr
+    from ferkit.synth import Actor, write_video
+
+    face = cv2.cvtColor(cv2.imread(str(GRACE)), cv2.COLOR_BGR2RGB)
+    src = tmp_path / "clip.mp4"
+    write_video(src, [Actor({"x": face}, [(0.0, "x")], (50, 50), (60, 60))], seconds=0.4, fps=10)
+    full = tmp_path / "full.mp4"
+    full.symlink_to("/dev/full")
+    r = ferkit("video", src, "--out", full, "--overwrite")
+    assert r.returncode == 2 and "full.mp4: cannot write this video format" in one_line(r.stderr)
+    assert "wrote" not in r.stderr
+
+
+def test_a_write_that_fails_mid_run_names_the_file(tmp_path):
+    import errno
+
+    from ferkit.errors import DataError
+    from ferkit.runtime.recognize import Face
+    from ferkit.runtime.writers import FaceRowWriter
+
+    face = Face((1, 2, 3, 4), 0.9, {"happy": 0.9, "sad": 0.1}, "happy")
+    with FaceRowWriter(["happy", "sad"], jsonl_path=tmp_path / "f.jsonl") as writer:
+        writer.write("a.jpg", [face])
+        handle = writer._files["jsonl"]
+
+        def full(_text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        handle.write = full
+        with pytest.raises(DataError, match=r"f\.jsonl: cannot write output \(No space left on device\)"):
+            writer.write("b.jpg", [face])
+    assert (tmp_path / "f.jsonl").read_text().count("a.jpg") == 1  # what was written stays
+
+
+def test_a_video_the_writer_failed_on_is_never_called_written(tmp_path):
+    from ferkit.runtime.video import written_video_problem
+    from ferkit.synth import Actor, write_video
+
+    face = cv2.cvtColor(cv2.imread(str(GRACE)), cv2.COLOR_BGR2RGB)
+    good = tmp_path / "good.mp4"
+    write_video(good, [Actor({"x": face}, [(0.0, "x")], (50, 50), (60, 60))], seconds=0.4, fps=10)
+    assert written_video_problem(good, 4) is None
+    assert "holds" in written_video_problem(good, 40)  # fewer frames than were written
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 3])  # a disk that filled up
+    assert written_video_problem(cut, 4) is not None
+    empty = tmp_path / "empty.avi"
+    empty.write_bytes(b"")
+    assert "empty" in written_video_problem(empty, 4)
+
+
+def test_video_files_are_checked_and_fps_is_drawn_only_when_asked(tmp_path):
+    from ferkit.synth import Actor, write_video
+
+    face = cv2.cvtColor(cv2.imread(str(GRACE)), cv2.COLOR_BGR2RGB)
+    src = tmp_path / "clip.mp4"
+    write_video(src, [Actor({"x": face}, [(0.0, "x")], (50, 50), (60, 60))], seconds=0.4, fps=10)
+    frames = {}
+    for flag in ([], ["--show-fps"]):
+        out = tmp_path / f"out{len(flag)}.mp4"
+        r = ferkit("video", src, "--out", out, *flag)
+        assert r.returncode == 0 and f"wrote {out} (4 frames)" in one_line(r.stderr), r.stderr
+        cap = cv2.VideoCapture(str(out))
+        frames[len(flag)] = cap.read()[1]
+        cap.release()
+    corner = (slice(0, 40), slice(0, 160))  # where the rate is drawn
+    assert np.abs(frames[0][corner].astype(int) - frames[1][corner].astype(int)).mean() > 1
+
+
+def test_unreadable_folders_are_failures_not_silence(tmp_path, monkeypatch):
+    import os
+
+    from ferkit.runtime.batch import expand_inputs
+
+    top = tmp_path / "top"
+    (top / "locked").mkdir(parents=True)
+    shutil.copy(GRACE, top / "a.jpg")
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    paths, problems = expand_inputs([str(top)])
+    assert paths == [str(top / "a.jpg")]
+    assert [(p.path, p.error) for p in problems] == [
+        (str(top / "locked"), "folder not readable (Permission denied)")
+    ]
+    paths, problems = expand_inputs([str(top / "locked")])  # a named folder: its own name
+    assert paths == [] and problems[0].path == str(top / "locked")

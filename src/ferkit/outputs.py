@@ -40,7 +40,10 @@ _PNG_MARK = b"ferkit annotate"
 
 
 def _resolved(path: str | os.PathLike) -> Path:
-    return Path(path).expanduser().resolve()
+    try:
+        return Path(path).expanduser().resolve()
+    except (RuntimeError, OSError):  # a symlink loop: its own absolute name
+        return Path(os.path.abspath(Path(path).expanduser()))
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -157,6 +157,13 @@ def write_history_csv(path: str | os.PathLike, rows: list[dict], columns: list[s
         tmp.write_text(buf.getvalue())
 
 
+def shown(path: str | os.PathLike) -> str:
+    """A path as text any terminal prints: bytes that are not UTF-8 (a Latin-1 name) as
+    ``\\xe9`` escapes, control characters (a newline in a name) as ``\\n``."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+
+
 def new_run_dir(out: str | os.PathLike | None, name: str) -> Path:
     """The folder of a new training run: ``out``, or ``<cache>/runs/<name>-<time>``; never one
     that already holds a run (that one is continued with --resume)."""

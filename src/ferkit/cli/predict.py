@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ferkit.utils import shown
+
 
 def predict(
     inputs: list[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
@@ -79,6 +81,7 @@ def predict(
             raise typer.BadParameter(f"{name} is for --engine ray", param_hint=name)
     if resume and not (csv_out or json_out):
         raise typer.BadParameter("--resume continues --csv/--json outputs: name them", param_hint="--resume")
+    from ferkit.errors import DataError
     from ferkit.outputs import check_outputs
     from ferkit.runtime.batch import expand_inputs
     from ferkit.runtime.recognize import Recognizer
@@ -91,11 +94,13 @@ def predict(
             f"--tiles is for the blazeface detector, not {detector}", param_hint="--tiles"
         )
     err = Console(stderr=True, soft_wrap=True)  # one line per skipped file, greppable
-    paths, missing = expand_inputs(inputs)
-    if missing:  # a named input that is not there fails the command before any work
-        for r in missing:
-            err.print(f"[bold red]error:[/] {escape(f'{r.path}: {r.error}')}", highlight=False)
+    paths, problems = expand_inputs(inputs)
+    named = [r for r in problems if r.path in inputs]
+    if named:  # a named input that is not there (or not readable) fails the command before any work
+        for r in named:
+            err.print(f"[bold red]error:[/] {escape(f'{shown(r.path)}: {r.error}')}", highlight=False)
         raise typer.Exit(1)
+    unreadable = [r for r in problems if r.path not in inputs]  # folders inside: counted as failed
     check_outputs(
         {"--csv": (csv_out, "csv"), "--json": (json_out, "jsonl"), "--annotate": (annotate_dir, "folder")},
         [*inputs, *paths],
@@ -114,9 +119,16 @@ def predict(
                 stopped = False
             except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: rows so far are kept
                 summary, stopped = getattr(exc, "summary", None), True
+            except DataError as exc:  # an output could not be written (a full disk)
+                err.print(
+                    f"[bold red]error:[/] {escape(str(exc))}; the rows written so far are kept "
+                    "(continue with --resume)",
+                    highlight=False,
+                )
+                raise typer.Exit(1) from None
     if summary is None:  # stopped before the first image finished
         summary = _Summary()
-    read_ok, n_faces, failed = summary.read, summary.faces, summary.failed
+    read_ok, n_faces, failed = summary.read, summary.faces, unreadable + summary.failed
     if stopped:
         err.print(f"[yellow]stopped[/] after {read_ok + len(summary.failed)} of {len(todo)} file(s)")
     err.print(f"{read_ok} image(s) read, {n_faces} face(s) found, {len(failed)} failed")
@@ -170,7 +182,7 @@ def _predict_local(
             writer.write(result.path, result.faces)
             if len(paths) <= TABLE_LIMIT:
                 for face in result.faces:
-                    table.add_row(result.path, str(face.box), face.label, f"{face.confidence:.1%}")
+                    table.add_row(shown(result.path), str(face.box), face.label, f"{face.confidence:.1%}")
             if annotate_dir and result.image is not None:
                 try:
                     _write_annotated(result, output_name(result.path, annotate_dir, used), overwrite)
@@ -223,7 +235,7 @@ def _predict_ray(inputs: list[str], out: str | None, strict: bool, **options) ->
 def _list_failures(err: Console, failed: list, most: int = 50) -> None:
     """One greppable line per skipped input, the first ``most`` of them."""
     for path, problem in failed[:most]:
-        err.print(f"  [yellow]skipped[/] {escape(f'{path}: {problem}')}", highlight=False)
+        err.print(f"  [yellow]skipped[/] {escape(f'{shown(path)}: {problem}')}", highlight=False)
     if len(failed) > most:
         err.print(f"  ... and {len(failed) - most} more")
 

@@ -31,6 +31,7 @@ def video(
         False, help="Show a live window (OpenCV's, else a browser app window); q or closing it stops."
     ),
     max_frames: int = typer.Option(0, help="Stop after this many frames (0 = all)."),
+    show_fps: bool = typer.Option(False, help="Draw the processing rate (frames/s) into the video."),
     overwrite: bool = typer.Option(
         False, help="Replace existing output files of another kind (never the input)."
     ),
@@ -50,6 +51,7 @@ def video(
         open_video_writer,
         process_frames,
         read_frames,
+        written_video_problem,
     )
     from ferkit.runtime.writers import FaceRowWriter
     from ferkit.utils import stop_signals
@@ -75,7 +77,7 @@ def video(
     faces_seen = VideoSummary(labels)
     writer = None
     files = contextlib.ExitStack()
-    n_frames, start = 0, time.perf_counter()
+    n_frames, n_written, start = 0, 0, time.perf_counter()
     window = open_frame_window(f"ferkit: {source}") if show else None
     if window is not None and getattr(window, "url", None):
         err.print(f"showing the video in a browser window: {window.url}")
@@ -100,14 +102,14 @@ def video(
                 rows.write((result.index, round(result.time, 3)), result.faces)
                 if out or show:
                     elapsed = time.perf_counter() - start
-                    drawn = annotate_tracked(
-                        result.image, result.faces, n_frames / elapsed if elapsed > 0 else 0.0
-                    )
+                    rate = (n_frames / elapsed if elapsed > 0 else 0.0) if show_fps else None
+                    drawn = annotate_tracked(result.image, result.faces, rate)
                     bgr = cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
                     if out:
                         if writer is None:  # at the source's own rate, so the result plays in real time
                             writer = open_video_writer(out, bgr.shape[1], bgr.shape[0], report.fps)
                         writer.write(bgr)
+                        n_written += 1
                     if window is not None and not window.show(bgr):
                         break  # q pressed or the window closed
         except KeyboardInterrupt:
@@ -139,6 +141,12 @@ def video(
         plots = len(written) - 1
         note = "" if plots or not faces_seen.counts else " (timeline plots need: pip install matplotlib)"
         err.print(f"wrote {summary}/summary.json and {plots} timeline plot(s){note}")
+    if out and writer is not None:
+        problem = written_video_problem(out, n_written)
+        if problem:
+            err.print(f"[bold red]error:[/] {out}: the annotated video was not written: {problem}")
+            raise typer.Exit(1)
+        err.print(f"wrote {out} ({n_written} frames)")
 
 
 def register(root: typer.Typer) -> None:

@@ -33,7 +33,8 @@ def expand_inputs(
     inputs: Iterable[str], accept: Callable[[str], bool] = is_image_name
 ) -> tuple[list[str], list[ImageResult]]:
     """Files, folders (recursively, names ``accept`` takes: images) and globs -> sorted paths;
-    missing ones and broken symlinks as errors."""
+    missing ones, broken symlinks and unreadable folders as errors (an error whose path is
+    one of ``inputs`` is about a named input; others are inside a folder)."""
     paths: list[str] = []
     missing: list[ImageResult] = []
     for item in inputs:
@@ -43,7 +44,9 @@ def expand_inputs(
             except DataError as exc:
                 missing.append(ImageResult(item, error=exc.problem))
         elif os.path.isdir(item):
-            for root, dirs, files in os.walk(item):
+            # os.walk skips unreadable folders silently; each becomes an error (the top one is
+            # reported under the name given, as os.walk passes it).
+            for root, dirs, files in os.walk(item, onerror=lambda exc: missing.append(_unreadable(exc))):
                 dirs.sort()
                 paths += [os.path.join(root, f) for f in sorted(files) if accept(f) and not f.startswith(".")]
         elif os.path.exists(item):
@@ -55,6 +58,10 @@ def expand_inputs(
             else:
                 missing.append(ImageResult(item, error="no such file, folder or glob match"))
     return paths, missing
+
+
+def _unreadable(exc: OSError) -> ImageResult:
+    return ImageResult(str(exc.filename), error=f"folder not readable ({exc.strerror or exc})")
 
 
 def predict_files(

@@ -163,6 +163,29 @@ def open_video_writer(path: str | os.PathLike, width: int, height: int, fps: flo
     return writer
 
 
+def written_video_problem(path: str | os.PathLike, frames_written: int) -> str | None:
+    """None when the finished video at ``path`` opens and holds the frames written to it; else
+    what is wrong. OpenCV's writer reports no write errors (a full disk leaves a 0-byte or
+    unplayable file), so the file is read back once it is closed."""
+    if frames_written == 0:
+        return None
+    path = Path(path)
+    size = path.stat().st_size if path.exists() else 0
+    if size == 0:
+        return "the file is empty (disk full or not writable?)"
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            return f"the file ({size:,} bytes) does not open as a video (disk full?)"
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        ok, _ = cap.read()
+    finally:
+        cap.release()
+    if not ok or count < frames_written:
+        return f"the file holds {max(count, 0)} of the {frames_written} frames written (disk full?)"
+    return None
+
+
 class VideoSummary:
     """Per tracked face: the share of its frames under each emotion and its probability timeline.
 

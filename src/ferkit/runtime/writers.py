@@ -32,15 +32,36 @@ def csv_header(labels: Sequence[str], keys: Sequence[str] = ("file",), tracked: 
     return [*keys, "x", "y", "w", "h", "score", "label", *(("id", "detected") if tracked else ()), *labels]
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV injection");
+# a text cell that does gets a leading apostrophe, and so does one that starts with an
+# apostrophe, so the original is recovered by dropping one (:func:`csv_text`).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def csv_safe(text: str) -> str:
+    """A text cell a spreadsheet shows as text, never runs as a formula."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def csv_text(cell: str) -> str:
+    """The text :func:`csv_safe` was given."""
+    return cell[1:] if cell.startswith("'") else cell
+
+
 def face_csv_row(key: Sequence[Any], face: Face, labels: Sequence[str]) -> list[Any]:
     row = face.row(labels)
     row["score"] = f"{row['score']:.4f}"
     row.update({n: f"{row[n]:.6f}" for n in labels})
-    return [*key, *row.values()]
+    return [*(csv_safe(k) if isinstance(k, str) else k for k in key), *row.values()]
 
 
 def face_json(keys: Sequence[str], key: Sequence[Any], face: Face) -> dict[str, Any]:
     return {**dict(zip(keys, key, strict=True)), **face.to_dict(digits=6)}
+
+
+# Outputs are UTF-8; a file name that is not (a Latin-1 name on a UTF-8 system) is written as
+# its own bytes in CSV (surrogateescape) and as \\udcXX escapes in JSON, both lossless.
+ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 
 
 def _complete_lines(text: str) -> list[str]:
@@ -51,19 +72,22 @@ def _complete_lines(text: str) -> list[str]:
 
 def _kept_rows(path: Path, kind: str, header: list[str]) -> tuple[list[str], list[str]]:
     """(lines to keep, the files they cover) of an existing output, minus its last file."""
-    text = path.read_text(encoding="utf-8", errors="replace")
-    lines = _complete_lines(text)
+    text = path.read_text(**ENCODING)
     if kind == "csv":
-        if not lines:
+        # Records, not lines: a file name may hold a newline (quoted in the CSV).
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        if not rows:
             return [], []
-        if next(csv.reader([lines[0]])) != header:
+        if rows[0] != header:
             raise DataError(
                 str(path),
                 "its columns are not this run's (another model or label set?); give a new output file",
             )
-        body = lines[1:]
-        files = [next(csv.reader([line]))[0] for line in body]
+        whole = [row for row in rows[1:] if len(row) == len(header)]  # a cut-off last row goes
+        body = [_csv_line(row) for row in whole]
+        files = [csv_text(row[0]) for row in whole]
     else:
+        lines = _complete_lines(text)
         body, files = [], []
         for line in lines:
             try:
@@ -110,12 +134,12 @@ class FaceRowWriter:
                 lines = [line for line, f in zip(body, files, strict=True) if f in self.done]
                 with atomic_path(path) as tmp:
                     header = [] if kind == "jsonl" else [_csv_line(self.header)]
-                    tmp.write_text("".join(header + lines), encoding="utf-8")
+                    tmp.write_text("".join(header + lines), **ENCODING)
         try:
             for kind, path in outputs.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 append = kind in existing
-                f = open(path, "a" if append else "w", newline="", encoding="utf-8")  # noqa: SIM115
+                f = open(path, "a" if append else "w", newline="", **ENCODING)  # noqa: SIM115
                 self._files[kind] = f
                 if kind == "csv":
                     self._csv = csv.writer(f)
@@ -131,18 +155,27 @@ class FaceRowWriter:
         if not faces:
             return
         key = (key,) if isinstance(key, str) else tuple(key)
-        if "csv" in self._files:
-            for face in faces:
-                self._csv.writerow(face_csv_row(key, face, self.labels))
-            self._files["csv"].flush()
-        if "jsonl" in self._files:
-            lines = (json.dumps(face_json(self.keys, key, f)) + "\n" for f in faces)
-            self._files["jsonl"].write("".join(lines))
-            self._files["jsonl"].flush()
+        kind = ""
+        try:
+            if "csv" in self._files:
+                kind = "csv"
+                for face in faces:
+                    self._csv.writerow(face_csv_row(key, face, self.labels))
+                self._files["csv"].flush()
+            if "jsonl" in self._files:
+                kind = "jsonl"
+                lines = (json.dumps(face_json(self.keys, key, f)) + "\n" for f in faces)
+                self._files["jsonl"].write("".join(lines))
+                self._files["jsonl"].flush()
+        except OSError as exc:  # a full disk, a removed drive: say which file, keep what was written
+            raise DataError(self._files[kind].name, f"cannot write output ({exc.strerror or exc})") from None
 
     def close(self) -> None:
         for f in self._files.values():
-            f.close()
+            try:
+                f.close()
+            except OSError:  # the flush of a full disk: reported by write() already
+                pass
         self._files.clear()
 
     def __enter__(self) -> FaceRowWriter:

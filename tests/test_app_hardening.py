@@ -171,6 +171,31 @@ def test_declared_body_over_the_limit_is_refused_before_reading(server):
     assert reply.startswith("HTTP/1.1 413") and '"too_large"' in reply
 
 
+def test_a_client_sending_an_oversized_body_receives_the_413(server):
+    """Answered at once, then the body is read and discarded (bounded) before the connection
+    closes, so a client that is still sending gets the answer, not a reset."""
+    _, url = server
+    port = int(url.rsplit(":", 1)[1])
+    part = b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n'
+    body = part + b"\xff" * (3 * 2**20)  # a form whose file is three times the 1 MB limit
+    for framing in ("length", "chunked"):
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            head = (
+                b"POST /api/v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: multipart/form-data; boundary=x\r\n"
+            )
+            if framing == "length":
+                s.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            else:
+                s.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+                for k in range(0, len(body), 65536):
+                    chunk = body[k : k + 65536]
+                    s.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                s.sendall(b"0\r\n\r\n")
+            reply = read_reply(s)  # the whole body went out without a reset
+        assert reply.startswith(b"HTTP/1.1 413") and b'"too_large"' in reply, (framing, reply[:200])
+
+
 def test_chunked_body_is_cut_off_at_the_limit(server):
     _, url = server
     port = int(url.rsplit(":", 1)[1])

@@ -9,20 +9,28 @@ Usage::
 - **Origin**, when a browser sends one with a POST/PUT/PATCH/DELETE or a WebSocket
   handshake, must be this server's own origin or one of ``allowed_origins``; a cross-site
   form post or socket is refused (403). Clients that send no Origin (curl, scripts) pass.
-- **Body size**: a declared ``Content-Length`` over ``max_body`` is refused (413) before a
-  byte is read; a chunked body is counted as it streams and cut off at the limit, so
-  nothing above the limit is buffered or reaches the disk.
+- **Body size**: a declared ``Content-Length`` over ``max_body`` is refused (413); a chunked
+  body is counted as it streams and cut off at the limit, so nothing above the limit is
+  buffered or reaches the disk. The 413 goes out at once; then, before the connection
+  closes, up to ``DRAIN_BYTES`` more of the body (for at most ``DRAIN_SECONDS``) are read
+  and discarded, as established servers do (a "lingering close"): a client still sending
+  would otherwise see its connection reset instead of the answer. A client that asked
+  ``Expect: 100-continue`` has sent nothing and is not waited for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from ferkit.app.schemas import error_body
 
 _UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+DRAIN_BYTES = 32 * 1024 * 1024
+DRAIN_SECONDS = 5.0
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -72,7 +80,8 @@ class RequestGuard:
             return await _respond(send, status, code, message)
         if scope["type"] == "websocket":
             return await self.app(scope, receive, send)
-        return await self._limit_body(scope, receive, send, headers.get("content-length"))
+        waits = headers.get("expect", "").lower() == "100-continue"
+        return await self._limit_body(scope, receive, send, headers.get("content-length"), waits)
 
     def _check_host_and_origin(self, scope, headers: dict[str, str]) -> tuple[int, str, str] | None:
         host = headers.get("host", "")
@@ -93,7 +102,7 @@ class RequestGuard:
             return None
         return 403, "bad_origin", f"requests from origin {origin!r} are not allowed (see --allow-origin)"
 
-    async def _limit_body(self, scope, receive, send, declared: str | None) -> None:
+    async def _limit_body(self, scope, receive, send, declared: str | None, waits: bool = False) -> None:
         if declared is not None:
             try:
                 length = int(declared)
@@ -105,6 +114,7 @@ class RequestGuard:
                     413,
                     "too_large",
                     f"request body is {length:,} bytes; the limit is {self.max_body:,}",
+                    drain=None if waits else receive,
                 )
         received = 0
         state = {"started": False, "refused": False}
@@ -121,7 +131,12 @@ class RequestGuard:
                     if not state["started"]:
                         state["started"] = True
                         await _respond(
-                            send, 413, "too_large", f"request body is over the {self.max_body:,}-byte limit"
+                            send,
+                            413,
+                            "too_large",
+                            f"request body is over the {self.max_body:,}-byte limit",
+                            drain=receive if message.get("more_body", False) else None,
+                            already=received,
                         )
                     return {"type": "http.disconnect"}  # the app stops reading here
             return message
@@ -140,7 +155,27 @@ class RequestGuard:
                 raise
 
 
-async def _respond(send, status: int, code: str, message: str) -> None:
+async def _drain(receive, already: int) -> None:
+    """Read and discard the rest of a refused body, up to DRAIN_BYTES in all and DRAIN_SECONDS."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while already < DRAIN_BYTES:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            message = await asyncio.wait_for(receive(), left)
+        except asyncio.TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return
+        already += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
+async def _respond(send, status: int, code: str, message: str, drain=None, already: int = 0) -> None:
+    """The JSON error; with ``drain`` (the request's receive), the rest of the request body is
+    read and discarded (bounded) after the answer is sent and before the connection closes."""
     body = json.dumps(error_body(code, message)).encode()
     await send(
         {
@@ -153,4 +188,9 @@ async def _respond(send, status: int, code: str, message: str) -> None:
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    if drain is None:
+        await send({"type": "http.response.body", "body": body})
+        return
+    await send({"type": "http.response.body", "body": body, "more_body": True})  # the client has it
+    await _drain(drain, already)
+    await send({"type": "http.response.body", "body": b""})

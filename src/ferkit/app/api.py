@@ -4,9 +4,10 @@ Usage::
 
     app.include_router(api.router)     # needs app.state.pool, .config, .models (see server.py)
 
-Uploads stay in memory (no user file name ever reaches the disk), are type-checked by their
-bytes (415), checked against the pixel limit from their header and decoded in a worker
-thread (422), so the event loop only moves bytes.
+Uploads are never stored under the client's file name (Starlette keeps up to 1 MB in memory
+and spools larger ones to an anonymous temporary file), are type-checked by their bytes
+(415), checked against the pixel limit from their header and decoded inside a worker slot
+(422), so the event loop only moves bytes.
 """
 
 from __future__ import annotations

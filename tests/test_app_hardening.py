@@ -196,6 +196,26 @@ def test_a_client_sending_an_oversized_body_receives_the_413(server):
         assert reply.startswith(b"HTTP/1.1 413") and b'"too_large"' in reply, (framing, reply[:200])
 
 
+def test_slow_headers_and_stalled_bodies_do_not_hold_connections():
+    proc, url = start_server("--header-timeout", "1", "--body-timeout", "1")
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:  # slowloris
+            s.sendall(b"POST /api/v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never ends its headers
+            assert read_reply(s) == b""  # the server closed it
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:  # a body that stalls
+            s.sendall(
+                b"POST /api/v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 5000\r\n\r\n--x\r\n"
+            )
+            reply = read_reply(s)
+        assert reply.startswith(b"HTTP/1.1 408") and b'"body_timeout"' in reply, reply[:200]
+        assert httpx.get(url + "/healthz").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_chunked_body_is_cut_off_at_the_limit(server):
     _, url = server
     port = int(url.rsplit(":", 1)[1])

@@ -9,6 +9,8 @@ Usage::
 - **Origin**, when a browser sends one with a POST/PUT/PATCH/DELETE or a WebSocket
   handshake, must be this server's own origin or one of ``allowed_origins``; a cross-site
   form post or socket is refused (403). Clients that send no Origin (curl, scripts) pass.
+- **Body pace**: a body that pauses longer than ``body_timeout`` between two pieces is
+  answered 408 and the connection closed.
 - **Body size**: a declared ``Content-Length`` over ``max_body`` is refused (413); a chunked
   body is counted as it streams and cut off at the limit, so nothing above the limit is
   buffered or reaches the disk. The 413 goes out at once; then, before the connection
@@ -61,9 +63,11 @@ class RequestGuard:
         max_body: int,
         allowed_hosts: Iterable[str] = ("*",),
         allowed_origins: Iterable[str] = (),
+        body_timeout: float = 30.0,
     ) -> None:
         self.app = app
         self.max_body = max_body
+        self.body_timeout = body_timeout
         self.hosts = {host_name(h) if h != "*" else "*" for h in allowed_hosts}
         self.origins = {o.rstrip("/").lower() for o in allowed_origins}
 
@@ -123,7 +127,14 @@ class RequestGuard:
             nonlocal received
             if state["refused"]:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except asyncio.TimeoutError:  # a body that stalls holds a connection: answer, end it
+                state["refused"] = True
+                if not state["started"]:
+                    state["started"] = True
+                    await _respond(send, 408, "body_timeout", f"no request body for {self.body_timeout:g} s")
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:

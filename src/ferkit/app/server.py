@@ -55,6 +55,8 @@ class AppConfig:
     game_db: str | None = None  # SQLite file for mirror-game results (default ~/.local/share/ferkit)
     ws_idle_timeout: float = 60.0  # seconds a WebSocket may stay silent before it is closed
     max_connections: int = 200  # open connections (HTTP and WebSocket) before new ones get 503
+    header_timeout: float = 10.0  # seconds for a client to send a request's line and headers
+    body_timeout: float = 30.0  # seconds a request body may pause between two pieces
 
 
 class RecognizerPool:
@@ -192,12 +194,55 @@ def make_server(app: FastAPI, sock: socket.socket, verbose: bool = False, ready_
     return _Server(
         uvicorn.Config(
             app,
+            http=header_timeout_protocol(config.header_timeout),
             log_level="info" if verbose else "warning",
             access_log=verbose,
             ws=websocket_library(),
             **uvicorn_limits(config),
         )
     )
+
+
+def header_timeout_protocol(timeout: float):
+    """uvicorn's h11 protocol with a deadline for request headers: a client that opens a
+    connection and sends its request line and headers slowly (slowloris) is disconnected
+    after ``timeout`` seconds instead of holding the connection for ever."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutH11(H11Protocol):
+        _header_timer = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is h11.IDLE:  # a request's headers are still incomplete
+                if self._header_timer is None:
+                    self._arm()
+            else:
+                self._disarm()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._header_timer = self.loop.call_later(timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _too_slow(self) -> None:
+            self._header_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutH11
 
 
 def uvicorn_limits(config: AppConfig) -> dict:
@@ -238,6 +283,7 @@ def create_app(config: AppConfig | None = None) -> FastAPI:
     app.add_middleware(
         RequestGuard,
         max_body=config.max_upload_bytes + MULTIPART_OVERHEAD,
+        body_timeout=config.body_timeout,
         allowed_hosts=allowed_hosts_for(config.bind, config.allowed_hosts),
         allowed_origins=[*config.cors_origins, *config.allow_origins],
     )

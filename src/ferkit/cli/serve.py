@@ -39,6 +39,12 @@ def serve(
     max_connections: int = typer.Option(
         200, min=1, help="Open connections (HTTP and WebSocket) before new ones are answered 503."
     ),
+    header_timeout: float = typer.Option(
+        10.0, min=0.1, help="Seconds a client has to send a request's line and headers."
+    ),
+    body_timeout: float = typer.Option(
+        30.0, min=0.1, help="Seconds a request body may pause before the request is answered 408."
+    ),
 ) -> None:
     """Serve the API (docs at /docs) and the pages."""
     import os
@@ -65,6 +71,8 @@ def serve(
         game_db=str(game_db) if game_db else None,
         ws_idle_timeout=ws_idle_timeout,
         max_connections=max_connections,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
     )
     app = create_app(config)
     bound = sock.getsockname()[1]

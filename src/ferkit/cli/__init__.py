@@ -31,9 +31,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 app.add_typer(data_app, name="data")
 _QUIETED: list[str] = []  # environment settings main() made to quiet other libraries
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"ferkit {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -43,6 +50,9 @@ def _global_options(
         "--verbose",
         "-v",
         help="Show other libraries' log lines (OpenCV, Ray, LiteRT); or FERKIT_VERBOSE=1.",
+    ),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print ferkit's version and exit."
     ),
 ) -> None:
     import os
@@ -65,6 +75,41 @@ def version() -> None:
     print(__version__)
 
 
+_METAVARS = {str: "TEXT", int: "INTEGER", float: "NUMBER"}
+
+
+def _plain_metavars(command) -> None:
+    """Click's own placeholders (TEXT, INTEGER, PATH) in option help instead of Typer's
+    ``<str>`` / ``<list[str]>``, for every command and subcommand."""
+    import os
+    from typing import get_args, get_origin
+
+    for param in command.params:
+        if getattr(param, "param_type_name", "") == "argument":  # INPUTS... rather than TEXT <list[str]>
+            param.metavar = param.name.upper()
+            param.display_type_rich = lambda ctx: None
+            continue
+        desc = getattr(param, "type_descriptor", None)
+        if param.metavar is not None or getattr(param, "is_flag", False) or desc is None or desc.is_choice:
+            continue
+        annotation = desc.annotation
+        if get_origin(annotation) is list:
+            annotation = get_args(annotation)[0]
+        is_path = desc.is_path or (isinstance(annotation, type) and issubclass(annotation, os.PathLike))
+        name = "PATH" if is_path else _METAVARS.get(annotation)
+        if name is not None:
+            param.metavar = name
+    for sub in getattr(command, "commands", {}).values():
+        _plain_metavars(sub)
+
+
+def cli_command():
+    """The click command behind ``ferkit`` (what ``main`` runs), with readable help."""
+    command = typer.main.get_command(app)
+    _plain_metavars(command)
+    return command
+
+
 def main() -> None:
     import os
 
@@ -76,7 +121,7 @@ def main() -> None:
         _QUIETED.append("OPENCV_LOG_LEVEL")
     err = Console(stderr=True, soft_wrap=True)  # one line per error, greppable
     try:
-        app()
+        cli_command()(prog_name="ferkit")
     except FerkitError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)  # [..] is text
         sys.exit(2)

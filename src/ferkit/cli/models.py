@@ -1,4 +1,4 @@
-"""``ferkit models list``: the models that ship (from their cards) and the architectures to train."""
+"""``ferkit models``: the models that ship (from their cards); ``--architectures`` adds the ones to train."""
 
 from __future__ import annotations
 
@@ -6,7 +6,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Shipped models and trainable architectures.", no_args_is_help=True)
+app = typer.Typer(help="Shipped models and trainable architectures.", invoke_without_command=True)
+
+
+@app.callback()
+def _models(
+    ctx: typer.Context,
+    architectures: bool = typer.Option(
+        False, "--architectures", help="Also list the architectures to train (needs torch; slower)."
+    ),
+    input_size: int = typer.Option(48, help="Input side for the architectures' MAC count."),
+) -> None:
+    """Shipped models (use them by name) with their accuracy; `ferkit models list` is the same."""
+    if ctx.invoked_subcommand is None:
+        list_cmd(architectures=architectures, input_size=input_size)
 
 
 def _accuracy(metrics: dict, key: str) -> str:
@@ -15,8 +28,14 @@ def _accuracy(metrics: dict, key: str) -> str:
 
 
 @app.command("list")
-def list_cmd(input_size: int = typer.Option(48, help="Input side for the architectures' MAC count.")) -> None:
-    """Shipped models (use them by name) with their accuracy, then the registered architectures."""
+def list_cmd(
+    architectures: bool = typer.Option(
+        False, "--architectures", help="Also list the architectures to train (needs torch; slower)."
+    ),
+    input_size: int = typer.Option(48, help="Input side for the architectures' MAC count."),
+) -> None:
+    """Shipped models (use them by name) with their accuracy; with --architectures, the
+    registered architectures too."""
     from ferkit.card import ModelCard
     from ferkit.runtime.catalog import default_model_name, member_path, resolve_model, shipped_models
 
@@ -43,6 +62,8 @@ def list_cmd(input_size: int = typer.Option(48, help="Input side for the archite
             f"{size / 1e6:.1f}",
         )
     console.print(shipped)
+    if not architectures:
+        return
     try:
         from ferkit.models import list_models, model_stats
     except ModuleNotFoundError as exc:  # torch: the [train] extra

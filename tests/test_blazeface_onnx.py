@@ -169,7 +169,7 @@ def test_detection_work_has_a_ceiling_whatever_the_shape(shape):
         detector = create_detector("blazeface", tiles=mode)
         looks = _count_looks(detector)
         assert detector.detect(np.full((*shape, 3), 128, np.uint8)) == []
-        assert len(looks) <= 2 + 2 * blazeface.MAX_TILES, (mode, len(looks))
+        assert len(looks) <= 2 + 3 * blazeface.MAX_TILES, (mode, len(looks))  # whole, 3 passes, close-up
         sides = [a[2] for a in looks if len(a) >= 3]
         assert all(side >= blazeface.MIN_TILE for side in sides)
 
@@ -197,3 +197,18 @@ def test_bad_options_are_named():
         create_detector("blazeface", tiles="sometimes")
     with pytest.raises(FerkitError, match="backend 'tf'"):
         create_detector("blazeface", backend="tf")
+
+
+def test_default_tiling_finds_every_face_of_a_collage():
+    """A 2x2 collage of portraits (800x800, shipped in examples/photos): one look finds some
+    faces, small enough that the default tiles the image and finds all four."""
+    from pathlib import Path
+
+    import cv2
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "photos" / "collage.jpg"
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    assert len(create_detector("blazeface", tiles="never").detect(rgb)) < 4
+    faces = create_detector("blazeface").detect(rgb)
+    quarters = {(x + w / 2 >= 400, y + h / 2 >= 400) for x, y, w, h in (f.box for f in faces)}
+    assert len(faces) == 4 and len(quarters) == 4  # one face in each quarter

@@ -332,3 +332,22 @@ def test_variable_frame_rate_timestamps_come_from_the_container(tmp_path, face):
     # The video loop passes these times on (its smoothing is a time constant, so gaps count).
     results = list(process_video(str(tmp_path / "vfr.mp4"), Recognizer("default", detector="haar")))
     assert [round(r.time, 2) for r in results[9:11]] == [0.36, 0.9]
+
+
+def test_a_face_gone_after_a_hard_cut_is_not_carried_on(face):
+    """The detector loses the face at a cut: its track is not drawn or written on the frames
+    after (it once drifted over the background for ~1 s, labelled); --keep-lost keeps it."""
+    import cv2
+
+    from ferkit.runtime.video import process_frames
+
+    background = np.full((480, 640, 3), 90, np.uint8)
+    shot = background.copy()
+    shot[100:300, 200:400] = cv2.resize(face, (200, 200))
+    frames = [(i, i / 25, shot if i < 10 else background) for i in range(20)]
+    rec = Recognizer("fast")
+    for keep_lost, carried in ((0, 0), (2, 4)):  # kept for 2 detection rounds: 4 frames
+        results = list(process_frames(frames, rec, detect_every=2, keep_lost=keep_lost))
+        assert all(len(r.faces) == 1 for r in results[:10])
+        after = [f for r in results[10:] for f in r.faces]
+        assert len(after) == carried and not any(f.detected for f in after)

@@ -23,8 +23,8 @@ def predict(
     ),
     tiles: str = typer.Option(
         "auto",
-        help="BlazeFace tiling: auto (strips and collages, and images where no face was found), "
-        "always (group photos: faces down to ~24 px in 1280x720, slower), never.",
+        help="BlazeFace tiling: auto (strips, and images where one look found no face or a small one: "
+        "groups, collages), always (every image), never (one look: fastest).",
     ),
     min_face: int = typer.Option(20, help="Smallest face side to detect (pixels)."),
     align: bool = typer.Option(False, help="Rotate faces so the eyes are level (when found)."),
@@ -34,6 +34,11 @@ def predict(
     ),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per face."),
     annotate_dir: Optional[Path] = typer.Option(None, "--annotate", help="Write annotated images here."),
+    annotate_style: str = typer.Option(
+        "panel",
+        help="Annotations: panel (label, and class bars where there is room), label (box and top "
+        "class), box (boxes only).",
+    ),
     strict: bool = typer.Option(False, help="Exit 1 if any input could not be read."),
     overwrite: bool = typer.Option(
         False, help="Replace existing output files of another kind (never an input)."
@@ -79,6 +84,12 @@ def predict(
     for name, value in (("--out", out), ("--address", address), ("--workers", workers)):
         if value is not None:
             raise typer.BadParameter(f"{name} is for --engine ray", param_hint=name)
+    from ferkit.runtime.draw import STYLES
+
+    if annotate_style not in STYLES:
+        raise typer.BadParameter(
+            f"{annotate_style!r}: use {', '.join(STYLES)}", param_hint="--annotate-style"
+        )
     if resume and not (csv_out or json_out):
         raise typer.BadParameter("--resume continues --csv/--json outputs: name them", param_hint="--resume")
     from ferkit.errors import DataError
@@ -114,7 +125,7 @@ def predict(
         with stop_signals():
             try:
                 summary = _predict_local(
-                    todo, recognizer, writer, annotate_dir, batch_size, max_pixels, overwrite
+                    todo, recognizer, writer, annotate_dir, batch_size, max_pixels, overwrite, annotate_style
                 )
                 stopped = False
             except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: rows so far are kept
@@ -155,7 +166,14 @@ class _Summary:
 
 
 def _predict_local(
-    paths, recognizer, writer, annotate_dir, batch_size: int, max_pixels, overwrite: bool = False
+    paths,
+    recognizer,
+    writer,
+    annotate_dir,
+    batch_size: int,
+    max_pixels,
+    overwrite: bool = False,
+    style: str = "panel",
 ) -> _Summary:
     """Recognise, write rows as each image finishes, print a table for small runs."""
     from ferkit.errors import FerkitError
@@ -185,7 +203,7 @@ def _predict_local(
                     table.add_row(shown(result.path), str(face.box), face.label, f"{face.confidence:.1%}")
             if annotate_dir and result.image is not None:
                 try:
-                    _write_annotated(result, output_name(result.path, annotate_dir, used), overwrite)
+                    _write_annotated(result, output_name(result.path, annotate_dir, used), overwrite, style)
                 except FerkitError as exc:  # its rows are written; the copy is not: say so, go on
                     result.error = f"annotated copy not written: {exc}"
                     summary.failed.append(result)
@@ -197,7 +215,7 @@ def _predict_local(
     return summary
 
 
-def _write_annotated(result, path: Path, overwrite: bool = False) -> None:
+def _write_annotated(result, path: Path, overwrite: bool = False, style: str = "panel") -> None:
     import cv2
 
     from ferkit.outputs import annotated_target, mark_png
@@ -205,7 +223,7 @@ def _write_annotated(result, path: Path, overwrite: bool = False) -> None:
     from ferkit.utils import atomic_path
 
     target = annotated_target(path, overwrite)  # never a file ferkit did not write
-    drawn = annotate(result.image, result.faces)
+    drawn = annotate(result.image, result.faces, style)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     with atomic_path(target) as tmp:
         tmp.write_bytes(mark_png(buf.tobytes()))

@@ -19,6 +19,12 @@ def video(
     classify_every: int = typer.Option(1, help="Classify faces every K frames."),
     smoothing: float = typer.Option(0.3, help="Time constant (s) of the probability smoothing; 0 = off."),
     max_age: float = typer.Option(1.0, help="Forget a face unseen for this many seconds."),
+    keep_lost: int = typer.Option(
+        0,
+        min=0,
+        help="Keep labelling and writing a face the detector lost for this many detection rounds "
+        "(0: drop it at once, so no box drifts over the background after a cut).",
+    ),
     out: Optional[Path] = typer.Option(None, help="Annotated video to write (.mp4 or .avi)."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="One row per face per processed frame."),
     jsonl_out: Optional[Path] = typer.Option(
@@ -32,6 +38,7 @@ def video(
     ),
     max_frames: int = typer.Option(0, help="Stop after this many frames (0 = all)."),
     show_fps: bool = typer.Option(False, help="Draw the processing rate (frames/s) into the video."),
+    annotate_style: str = typer.Option("label", help="Annotations: label (box and top class), panel, box."),
     overwrite: bool = typer.Option(
         False, help="Replace existing output files of another kind (never the input)."
     ),
@@ -41,6 +48,12 @@ def video(
     import cv2
 
     from ferkit.outputs import check_outputs
+    from ferkit.runtime.draw import STYLES
+
+    if annotate_style not in STYLES:
+        raise typer.BadParameter(
+            f"{annotate_style!r}: use {', '.join(STYLES)}", param_hint="--annotate-style"
+        )
     from ferkit.runtime.display import open_frame_window
     from ferkit.runtime.draw import annotate_tracked
     from ferkit.runtime.recognize import Recognizer
@@ -95,6 +108,7 @@ def video(
                 classify_every=classify_every,
                 tracker=tracker,
                 keep_images=bool(out or show),
+                keep_lost=keep_lost,
             )
             for result in results:
                 n_frames += 1
@@ -103,7 +117,7 @@ def video(
                 if out or show:
                     elapsed = time.perf_counter() - start
                     rate = (n_frames / elapsed if elapsed > 0 else 0.0) if show_fps else None
-                    drawn = annotate_tracked(result.image, result.faces, rate)
+                    drawn = annotate_tracked(result.image, result.faces, rate, annotate_style)
                     bgr = cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
                     if out:
                         if writer is None:  # at the source's own rate, so the result plays in real time

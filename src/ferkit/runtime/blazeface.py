@@ -17,7 +17,8 @@ sigmoid, then a score-weighted non-maximum suppression. The model sees the image
 into 192x192 (128x128 short range), so a face narrower than ~1/12 of the image's long side
 (~110 px in a 1280x720 frame) is too small for one look. Tiling adds looks at overlapping
 square tiles: ``tiles="auto"`` (default) tiles an elongated image (a strip or collage, long
-side > 1.5x the short) and any image where the whole-image look found no face; ``"always"``
+side > 1.5x the short), any image where the whole-image look found no face, and any where
+it found a small one (narrower than a fifth of the long side: a group or collage); ``"always"``
 tiles every image (crowds, group photos: faces down to ~24 px in 1280x720, ~15 ms more);
 ``"never"`` is one look per image. At the other end, a face that fills the image (a
 ready-made face crop, a close-up selfie) is too big for the model: when no look found a
@@ -72,6 +73,10 @@ CLOSE_UP_CONTEXT = 3.0
 # ordinary photos tile as before.
 MIN_TILE = 32
 MAX_TILES = 25
+# "auto" also tiles when the whole-image look found a face narrower than this share of the
+# long side: on a 2x2 collage of portraits (800x800) one look found 2 of 4 faces, tiling all 4;
+# a webcam face at arm's length (~180 px of 640) or a portrait is wider and costs no extra look.
+SMALL_FACE = 0.2
 
 
 def tflite_path(spec: _Spec) -> str:
@@ -256,19 +261,32 @@ class BlazeFaceDetector:
         points = (points * size - [pad_x, pad_y]) / scale + [x0, y0]
         return boxes, scores, points
 
-    def tile_sides(self, h: int, w: int, found: int) -> list[int]:
-        """Tile sides for the extra looks: the short side for strips, small tiles for small faces."""
+    def tile_sides(self, h: int, w: int, found: int, smallest: float = 0.0) -> list[int]:
+        """Tile sides for the extra looks: the short side for strips, small tiles for small faces.
+
+        ``found`` faces came from the whole-image look, the smallest ``smallest`` pixels wide:
+        "auto" adds the small-face pass when there was none, or when one was narrower than
+        SMALL_FACE of the long side (where one small face was found, others like it hide).
+        """
         short, long = min(h, w), max(h, w)
         sides = []
         if self.tiles == "always" or long > 1.5 * short:
             sides.append(short)
-        if self.tiles == "always" or (self.tiles == "auto" and found == 0):
+        # (Full range only: the short-range model is for faces near the camera, and its tiles
+        # found a false face in a plain portrait.)
+        small_seen = self.spec.name == "full" and found > 0 and smallest < SMALL_FACE * long
+        if self.tiles == "always" or (self.tiles == "auto" and (found == 0 or small_seen)):
             # A quarter of the long side (1.5x the model's input at least): in a 1280x720 frame a
             # 24 px face becomes ~14 px, which the model still finds (8 of 8 in the tests' frame;
             # 6 of 8 at 20 px); 15 tiles there. Big photos get 4-5 tiles a row, not dozens.
             small = max(int(1.5 * self.spec.size), math.ceil(long / 4))
             if small < short:
                 sides.append(small)
+            # Tiles twice as big close the gap between the passes: a face wider than a small
+            # tile's overlap (1/16 of the long side) is cut in every small tile, and one
+            # narrower than 1/12 is too small for the whole-image look.
+            if 2 * small < short and not sides.count(2 * small):
+                sides.append(2 * small)
         return sides
 
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -276,7 +294,9 @@ class BlazeFaceDetector:
         h, w = rgb.shape[:2]
         looks = [self.look(rgb)]
         if self.tiles != "never":
-            for wanted in self.tile_sides(h, w, len(looks[0][0])):
+            first = weighted_nms(*looks[0]) if len(looks[0][0]) else []
+            smallest = min((b[2] - b[0] for b, _, _ in first), default=0.0)
+            for wanted in self.tile_sides(h, w, len(first), smallest):
                 side, origins = tile_grid(h, w, wanted)
                 edge = 0.02 * side
                 for y0, x0 in origins:

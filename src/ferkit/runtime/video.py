@@ -109,11 +109,19 @@ def process_frames(
     classify_every: int = 1,
     tracker: FaceTracker | None = None,
     keep_images: bool = False,
+    keep_lost: int = 0,
 ) -> Iterator[FrameResult]:
-    """Detect every ``detect_every`` frames, track in between, classify every ``classify_every``."""
+    """Detect every ``detect_every`` frames, track in between, classify every ``classify_every``.
+
+    Between detections only the faces found by the last detection are followed, classified
+    and reported: a face the detector lost (a cut, someone leaving) is dropped at once, not
+    carried as a box drifting over the background for ``max_age``. ``keep_lost`` keeps such a
+    face for that many more detection rounds (a face turned away for a moment).
+    """
     tracker = tracker or FaceTracker()
     labels = recognizer.labels
     scores: dict[int, float] = {}  # track id -> its last detection's score
+    missed: dict[int, int] = {}  # track id -> detection rounds in a row it was not found in
     for n, (index, t, image) in enumerate(frames):
         detect = n % max(1, detect_every) == 0
         classify = n % max(1, classify_every) == 0
@@ -121,7 +129,7 @@ def process_frames(
             detections = recognizer.detector.detect(image)
             boxes = [d.box for d in detections]
         else:
-            tracks = tracker.predict(t)
+            tracks = [tr for tr in tracker.predict(t) if missed.get(tr.id, 0) <= keep_lost]
             detections = [Detection(tuple(int(round(v)) for v in tr.box), 1.0) for tr in tracks]  # type: ignore[misc]
             boxes = [d.box for d in detections]
         probs = None
@@ -131,8 +139,11 @@ def process_frames(
             tracks = tracker.update(boxes, probs, t)
             for tr, d in zip(tracks, detections, strict=False):
                 scores[tr.id] = d.score
+            found = {tr.id for tr in tracks}
+            missed = {tr.id: 0 if tr.id in found else missed.get(tr.id, 0) + 1 for tr in tracker.tracks}
+            if keep_lost:  # lost faces kept on: on their predicted boxes, with their last expression
+                tracks += [tr for tr in tracker.predict(t) if 0 < missed[tr.id] <= keep_lost]
         else:
-            tracks = tracker.tracks
             for tr, p in zip(tracks, probs or [None] * len(tracks), strict=True):
                 if p is not None:
                     tracker.set_probs(tr, p, t)
@@ -143,7 +154,8 @@ def process_frames(
             smoothed = {name: float(v) for name, v in zip(labels, tr.probs, strict=True)}
             box = tuple(int(round(v)) for v in tr.box)
             label = max(smoothed, key=smoothed.get)  # type: ignore[arg-type]
-            faces.append(Face(box, scores.get(tr.id, 1.0), smoothed, label, id=tr.id, detected=detect))  # type: ignore[arg-type]
+            seen = detect and missed.get(tr.id, 0) == 0
+            faces.append(Face(box, scores.get(tr.id, 1.0), smoothed, label, id=tr.id, detected=seen))  # type: ignore[arg-type]
         yield FrameResult(index, t, faces, image if keep_images else None)
 
 

@@ -5,7 +5,13 @@ Usage::
     python bench/recognition.py [--peer-python ~/.cache/ferkit/peers-venv/bin/python] [--repeat 20]
 
 Each figure is the best of 5 rounds (this machine's timings vary by up to ~30% between
-runs). Test images are 640x480 frames holding one real photo each (scikit-image's astronaut,
+runs). Beside each model's faces/s stands its share of this CPU's measured peak for the
+numerics it runs in: the peak probe times one large matrix product in ONNX Runtime on the
+same 2 threads (MatMulInteger, uint8 x 7-bit int8, 1024x1024x1024, for int8 models; MatMul
+float32 for float ones), best of 10, as multiply-accumulates per second; a model's share is
+faces/s x its MACs a face / that peak.
+
+Test images are 640x480 frames holding one real photo each (scikit-image's astronaut,
 matplotlib's Grace Hopper) so detectors have a real face to find. Also prints what each
 detector finds in a collage of four photos and in a 1280x720 frame of eight 24 px faces
 (BlazeFace with and without tiling), and on the photos that ship in packages (astronaut,
@@ -99,6 +105,53 @@ def timeit(fn, repeat: int, rounds: int = 5) -> float:
     return best
 
 
+def peak_macs_per_s(kind: str, threads: int = 2, side: int = 1024, rounds: int = 10) -> float:
+    """Multiply-accumulates per second of one big matrix product in ONNX Runtime on ``threads``
+    threads: ``int8`` (MatMulInteger, uint8 x int8 weights in [-64, 63] like the shipped
+    models') or ``float`` (MatMul float32)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    if kind == "int8":
+        a = rng.integers(0, 256, (side, side), dtype=np.uint8)
+        b = rng.integers(-64, 64, (side, side), dtype=np.int8)
+        node = helper.make_node("MatMulInteger", ["a", "b"], ["y"])
+        a_type, y_type = TensorProto.UINT8, TensorProto.INT32
+    else:
+        a = rng.standard_normal((side, side), dtype=np.float32)
+        b = rng.standard_normal((side, side), dtype=np.float32)
+        node = helper.make_node("MatMul", ["a", "b"], ["y"])
+        a_type, y_type = TensorProto.FLOAT, TensorProto.FLOAT
+    graph = helper.make_graph(
+        [node],
+        "peak",
+        [helper.make_tensor_value_info("a", a_type, [side, side])],
+        [helper.make_tensor_value_info("y", y_type, [side, side])],
+        [numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    seconds = timeit(lambda: session.run(None, {"a": a}), 1, rounds)
+    return side**3 / seconds
+
+
+def model_numerics(name: str) -> tuple[str, int]:
+    """("int8" or "float", MACs a face) of a shipped model, from its card (an ensemble: its members')."""
+    from ferkit.card import ModelCard
+    from ferkit.runtime.catalog import member_path, resolve_model
+
+    path = resolve_model(name)
+    card = ModelCard.read(path)
+    if card.members:
+        parts = [ModelCard.read(member_path(path, m)) for m in card.members]
+        kinds = {"int8" if "int8" in (c.get("quantization") or "") else "float" for c in parts}
+        return ("int8" if kinds == {"int8"} else "mixed"), sum(int(c.get("macs") or 0) for c in parts)
+    return ("int8" if "int8" in (card.get("quantization") or "") else "float"), int(card.get("macs") or 0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=20)
@@ -106,9 +159,18 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 256, (1024, 48, 48), dtype=np.uint8)
-    print(f"cores: {os.cpu_count()}\n\n## Classifier (ONNX Runtime)\n")
-    print("| model | faces/s batch 1 | faces/s batch 64 |")
-    print("| --- | ---: | ---: |")
+    from ferkit.utils import cpu_description
+
+    peaks = {kind: peak_macs_per_s(kind) for kind in ("int8", "float")}
+    print(f"CPU: {cpu_description()}, cores: {os.cpu_count()}, 2 threads")
+    print(
+        f"peak (ONNX Runtime, 1024^3 matrix product, 2 threads): int8 {peaks['int8'] / 1e9:,.0f} G MAC/s, "
+        f"float32 {peaks['float'] / 1e9:,.0f} G MAC/s\n\n## Classifier (ONNX Runtime)\n"
+    )
+    print(
+        "| model | numerics | MMACs a face | faces/s batch 1 | faces/s batch 64 | share of peak (batch 64) |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
     for name in shipped_models():
         clf = load_model(name)
         one = (
@@ -121,7 +183,10 @@ def main() -> None:
         batched = timeit(
             lambda clf=clf: clf.predict_proba(faces, batch_size=64), max(1, args.repeat // 4)
         ) / len(faces)
-        print(f"| {name} | {1 / one:,.0f} | {1 / batched:,.0f} |")
+        kind, macs = model_numerics(name)
+        peak = peaks["int8" if kind == "int8" else "float"]
+        share = f"{macs / batched / peak:.0%}" if macs else ""
+        print(f"| {name} | {kind} | {macs / 1e6:,.0f} | {1 / one:,.0f} | {1 / batched:,.0f} | {share} |")
 
     pics = photos()
     frames = [frame_640x480(pics["astronaut"]), frame_640x480(pics["grace_hopper"])]

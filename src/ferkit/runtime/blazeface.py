@@ -18,7 +18,7 @@ into 192x192 (128x128 short range), so a face narrower than ~1/12 of the image's
 (~110 px in a 1280x720 frame) is too small for one look. Tiling adds looks at overlapping
 square tiles: ``tiles="auto"`` (default) tiles an elongated image (a strip or collage, long
 side > 1.5x the short), any image where the whole-image look found no face, and any where
-it found a small one (narrower than a fifth of the long side: a group or collage); ``"always"``
+it found a small one (narrower than an eighth of the long side: a group or collage); ``"always"``
 tiles every image (crowds, group photos: faces down to ~24 px in 1280x720, ~15 ms more);
 ``"never"`` is one look per image. At the other end, a face that fills the image (a
 ready-made face crop, a close-up selfie) is too big for the model: when no look found a
@@ -74,9 +74,10 @@ CLOSE_UP_CONTEXT = 3.0
 MIN_TILE = 32
 MAX_TILES = 25
 # "auto" also tiles when the whole-image look found a face narrower than this share of the
-# long side: on a 2x2 collage of portraits (800x800) one look found 2 of 4 faces, tiling all 4;
-# a webcam face at arm's length (~180 px of 640) or a portrait is wider and costs no extra look.
-SMALL_FACE = 0.2
+# long side (an eighth): on a 2x2 collage of portraits (800x800) one look found 2 of 4 faces
+# (the smaller 72 px wide), tiling all 4; a webcam face at arm's length (~180 px of 640) or a
+# portrait (bench/recognition.py's astronaut frame: 100 px of 640) costs no extra look.
+SMALL_FACE = 0.125
 
 
 def tflite_path(spec: _Spec) -> str:

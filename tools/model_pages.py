@@ -31,6 +31,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "models"
 SPLIT_NAMES = {"PrivateTest": "PrivateTest", "PrivateTest_tta_flip": "PrivateTest, flip TTA"}
 RECIPE_KEYS = (
     "model",
+    "model_args",
     "epochs",
     "batch_size",
     "optimizer",
@@ -40,8 +41,16 @@ RECIPE_KEYS = (
     "label_smoothing",
     "ferplus_mode",
     "distill",
+    "momentum",
+    "nesterov",
+    "warmup_epochs",
+    "balance",
     "teacher",
+    "kd_weight",
+    "kd_temperature",
     "init",
+    "init_backbone_only",
+    "precision",
 )
 
 

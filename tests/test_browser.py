@@ -58,8 +58,7 @@ def server():
     )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    deadline = time.time() + 20
-    while not srv.started and time.time() < deadline:
+    while not srv.started and thread.is_alive():  # readiness, not a clock
         time.sleep(0.05)
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True

@@ -14,9 +14,7 @@ from test_train import learnable
 def _torchrun(args, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    proc = subprocess.run(
-        [*cmd, "-m", "ferkit", "train", *args], env=env, capture_output=True, text=True, timeout=600
-    )
+    proc = subprocess.run([*cmd, "-m", "ferkit", "train", *args], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stderr
 

@@ -39,7 +39,7 @@ _LAUNCH = (
 
 def run_measured(args: list[str]) -> tuple[int, str, float]:
     """Run a command; return its exit code, stderr and peak RSS (MB)."""
-    done = subprocess.run([sys.executable, "-c", _LAUNCH, *args], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", _LAUNCH, *args], capture_output=True, text=True)
     *err, peak = done.stderr.rstrip().splitlines()
     return done.returncode, "\n".join(err), int(peak) / 1024
 
@@ -162,7 +162,7 @@ def test_unknown_label_folder_is_an_error_that_says_how_to_go_custom(tmp_path):
     ],
 )
 def test_clean_one_line_errors(args, message):
-    done = subprocess.run([*FERKIT, *args], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*FERKIT, *args], capture_output=True, text=True)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert message in " ".join(done.stderr.split())
@@ -179,9 +179,7 @@ def test_clean_one_line_errors(args, message):
 def test_train_errors_leave_no_run_folder(tmp_path, args, message):
     out = tmp_path / "run"
     data = ["--data", str(GRACE)] if "--data" not in args else []
-    done = subprocess.run(
-        [*FERKIT, "train", *data, *args, "--out", str(out)], capture_output=True, text=True, timeout=120
-    )
+    done = subprocess.run([*FERKIT, "train", *data, *args, "--out", str(out)], capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert message in " ".join(done.stderr.split())
     assert not out.exists()
@@ -206,17 +204,18 @@ def test_predict_keeps_rows_on_a_stop_and_resumes(tmp_path, signame):
         str(records),
     ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and (not table.exists() or table.read_text().count("\n") < 12):
+    # Readiness, not a clock: stop it once a dozen rows are written (a busy machine is slower).
+    while proc.poll() is None and (not table.exists() or table.read_text().count("\n") < 12):
         time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be stopped"
     proc.send_signal(getattr(signal, signame))
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate()
     assert proc.returncode == 130, err
     assert "continue with --resume" in err
     rows = list(csv.DictReader(table.open()))
     assert 10 <= len(rows) < 150 and len(records.read_text().splitlines()) == len(rows)
 
-    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "file(s) already in the outputs are skipped" in resumed.stderr
     rows = list(csv.DictReader(table.open()))

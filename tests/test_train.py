@@ -278,7 +278,9 @@ def test_ferplus_soft_labels(tmp_path):
     soft[np.arange(len(base)), base.labels] = 0.7
     soft[:, 7] += 0.3  # a share of "contempt" votes on every face
     ds = FaceDataset(base.images, base.labels, base.splits, FERPLUS, source="soft", soft_labels=soft)
-    result = fit(quick_cfg(tmp_path, epochs=3, ferplus_mode="soft"), dataset=ds)
+    # Six epochs: three left the result at the mercy of one loss spike (seed 3 here: 0.43;
+    # under 0.4 with an AVX2 CPU's float rounding); with six, seeds 0-3 gave 0.60-1.00.
+    result = fit(quick_cfg(tmp_path, epochs=6, ferplus_mode="soft"), dataset=ds)
     assert load_checkpoint(result.run_dir)["label_names"] == list(FERPLUS.names)
     assert result.test_accuracy > 0.4
     with pytest.raises(Exception, match="needs FER\\+ vote distributions"):
@@ -333,11 +335,11 @@ def test_resume_after_kill(tmp_path, signame):
         text=True,
     )
     last = tmp_path / "killed" / "last.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (last.exists() and load_checkpoint(last)["epoch"] >= 2):
+    while proc.poll() is None and not (last.exists() and load_checkpoint(last)["epoch"] >= 2):
         time.sleep(0.05)
+    assert proc.poll() is None, "training ended before it could be stopped"
     proc.send_signal(getattr(signal, signame))
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate()
     if signame == "SIGTERM":
         assert proc.returncode == 130, err
         assert f"continue with --resume {tmp_path / 'killed'}" in " ".join(err.split()), err
@@ -711,3 +713,18 @@ def test_freeze_bn_keeps_batchnorm_statistics_and_weights(tmp_path):
         )
     assert runs[True] == (True, True)  # BNs untouched, convolutions trained
     assert runs[False] == (False, True)
+
+
+@pytest.mark.parametrize(
+    "bf16, amx, picked", [(False, False, "fp32"), (True, False, "bf16"), (False, True, "bf16")]
+)
+def test_precision_auto_uses_bf16_only_where_the_cpu_has_it(monkeypatch, bf16, amx, picked):
+    """Without avx512_bf16 or AMX, bf16 autocast is emulated and slower than fp32 (see
+    bench/train_throughput.py), so auto must pick fp32 there; explicit choices are kept."""
+    from ferkit.train.device import resolve_precision
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == picked
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"

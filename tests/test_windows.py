@@ -112,7 +112,6 @@ def test_video_show_opens_a_browser_window_that_can_stop_it(fake_browser, tmp_pa
         [sys.executable, "-m", "ferkit", "video", str(src), "--show", "--csv", str(tmp_path / "f.csv")],
         capture_output=True,
         text=True,
-        timeout=120,
         env={**os.environ, "FERKIT_BROWSER": os.environ["FERKIT_BROWSER"]},
     )
     assert proc.returncode == 0, proc.stderr
@@ -144,7 +143,6 @@ def test_mirror_command_serves_the_game_to_a_kiosk_window(fake_browser, tmp_path
         ],
         capture_output=True,
         text=True,
-        timeout=120,
         env={**os.environ, "HOME": str(tmp_path)},  # the game database goes under this HOME
     )
     assert proc.returncode == 0, proc.stderr
@@ -160,6 +158,5 @@ def test_mirror_command_refuses_an_unknown_level():
         [sys.executable, "-m", "ferkit", "mirror", "--difficulty", "insane", "--no-open"],
         capture_output=True,
         text=True,
-        timeout=60,
     )
     assert proc.returncode == 2 and "insane" in proc.stderr and "Traceback" not in proc.stderr

@@ -16,6 +16,7 @@ from rich.markup import escape
 from ferkit import __version__
 from ferkit.cli import evaluate as cli_evaluate
 from ferkit.cli import gan as cli_gan
+from ferkit.cli import imports as cli_imports
 from ferkit.cli import mirror as cli_mirror
 from ferkit.cli import models as cli_models
 from ferkit.cli import predict as cli_predict
@@ -65,7 +66,17 @@ def _global_options(
 
 # Each command module imports only typer/rich at the top (heavy libraries inside the
 # commands), so registering them all here keeps `ferkit --help` fast.
-for _module in (cli_models, cli_train, cli_gan, cli_evaluate, cli_predict, cli_video, cli_serve, cli_mirror):
+for _module in (
+    cli_models,
+    cli_train,
+    cli_gan,
+    cli_evaluate,
+    cli_predict,
+    cli_video,
+    cli_serve,
+    cli_mirror,
+    cli_imports,
+):
     _module.register(app)
 
 

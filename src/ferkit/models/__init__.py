@@ -6,7 +6,7 @@ Usage::
     net = create_model("resnet18_fer", num_classes=8)
 """
 
-from ferkit.models import cnn, imagenet, inception, resnet  # noqa: F401  (modules register their models)
+from ferkit.models import cnn, faceapi, imagenet, inception, resnet  # noqa: F401  (modules register their models)
 from ferkit.models.registry import (
     ModelStats,
     count_macs,

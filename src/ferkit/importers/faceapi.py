@@ -1,0 +1,161 @@
+"""face-api's expression model (``@vladmandic/face-api`` on npm, MIT) as a ferkit ONNX model.
+
+Usage::
+
+    report = import_faceapi_expression("vladmandic-face-api-1.7.15.tgz", "faceapi_expression.onnx")
+    # or the unpacked package folder, its model/ folder, or the weights manifest itself
+
+    ferkit import faceapi vladmandic-face-api-1.7.15.tgz --out faceapi_expression.onnx
+
+The weights are read from the TF.js manifest (:mod:`ferkit.importers.tfjs`), loaded into the
+PyTorch rebuild (:mod:`ferkit.models.faceapi`, checked against TensorFlow.js by
+``tools/faceapi_reference.mjs``) and exported with face-api's preprocessing in the graph:
+RGB pixels in [0, 1], 112x112, minus face-api's mean RGB, softmax over its 7 expressions.
+The card records the package, its version, the sha256 of the file read and its licence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tarfile
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.errors import DataError
+
+MANIFEST = "face_expression_model-weights_manifest.json"
+
+
+@dataclass
+class ImportReport:
+    path: Path
+    max_abs_diff: float  # ONNX Runtime vs the PyTorch rebuild on random faces
+    source: dict
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _find(root: Path) -> tuple[Path, dict]:
+    """The weights manifest under ``root`` and what the package says of itself."""
+    for candidate in (root / MANIFEST, root / "model" / MANIFEST, root / "package" / "model" / MANIFEST):
+        if candidate.is_file():
+            package = candidate.parent.parent / "package.json"
+            info = json.loads(package.read_text()) if package.is_file() else {}
+            licence = candidate.parent.parent / "LICENSE"
+            first = licence.read_text().strip().splitlines()[:3] if licence.is_file() else []
+            return candidate, {
+                "package": info.get("name", "@vladmandic/face-api"),
+                "version": info.get("version", "unknown"),
+                "license": info.get("license", "unknown"),
+                "license_text": " ".join(line for line in first if line),
+            }
+    raise DataError(str(root), f"no {MANIFEST} in it (give face-api's npm tarball, package or model folder)")
+
+
+def import_faceapi_expression(source: str | os.PathLike, out: str | os.PathLike) -> ImportReport:
+    """face-api's expression model from ``source`` (npm tarball, package folder, model folder or
+    manifest) to an ONNX file with a ferkit card at ``out``."""
+    source, out = Path(source), Path(out)
+    if not source.exists():
+        raise DataError(str(source), "no such file or folder")
+    with tempfile.TemporaryDirectory() as tmp:
+        if source.is_file() and source.name.endswith((".tgz", ".tar.gz")):
+            with tarfile.open(source) as tar:  # only the files needed, never outside tmp
+                wanted = [
+                    m
+                    for m in tar.getmembers()
+                    if m.isfile()
+                    and m.name.endswith((MANIFEST, "face_expression_model.bin", "package.json", "LICENSE"))
+                ]
+                tar.extractall(tmp, members=wanted, filter="data")
+            manifest, info = _find(Path(tmp))
+            info["sha256"], info["file"] = _sha256(source), source.name
+        else:
+            manifest, info = _find(source.parent if source.is_file() else source)
+            shards = [
+                manifest.parent / p for group in json.loads(manifest.read_text()) for p in group["paths"]
+            ]
+            digest = hashlib.sha256()  # the manifest and its shards, in order
+            for part in [manifest, *shards]:
+                digest.update(part.read_bytes() if part.is_file() else b"")
+            info["sha256"], info["file"] = digest.hexdigest(), f"{manifest.name} + {len(shards)} shard(s)"
+        return _export(manifest, out, info)
+
+
+def _export(manifest: Path, out: Path, info: dict) -> ImportReport:
+    import onnxruntime as ort
+    import torch
+
+    from ferkit.card import ModelCard
+    from ferkit.export import OPSET, _save_with_card
+    from ferkit.importers.tfjs import read_tfjs_weights
+    from ferkit.models import create_model
+    from ferkit.models.faceapi import FACEAPI_LABELS, FACEAPI_MEAN_RGB, load_faceapi_weights
+
+    net = create_model("faceapi_expression", in_chans=3).eval()
+    load_faceapi_weights(net, read_tfjs_weights(manifest))
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+            mean = torch.tensor(FACEAPI_MEAN_RGB, dtype=torch.float32).view(1, 3, 1, 1) / 255
+            self.register_buffer("mean", mean)
+
+        def forward(self, x):  # RGB in [0, 1] -> face-api's (pixel - mean) / 255
+            return torch.softmax(self.net(x - self.mean), dim=1)
+
+    wrapped = Wrapped().eval()
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    if not os.environ.get("FERKIT_VERBOSE"):  # "torchvision is not installed. Skipping ..." lines
+        exporter_log.setLevel(logging.ERROR)
+    with warnings.catch_warnings():  # the exporter's deprecation chatter
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            wrapped,
+            (torch.rand(2, 3, 112, 112),),
+            dynamo=True,
+            input_names=["pixels"],
+            output_names=["probabilities"],
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            opset_version=OPSET,
+            verbose=False,
+        )
+    exporter_log.setLevel(level)
+    card = ModelCard(
+        labels=FACEAPI_LABELS,
+        input_size=112,
+        color="rgb",
+        architecture="faceapi_expression",
+        normalization={"mean": [m / 255 for m in FACEAPI_MEAN_RGB], "std": 1.0, "applied_in_graph": True},
+        license=(
+            f"{info['license']} ({info['package']} {info['version']}: {info['license_text']}); "
+            "the package does not state the training data"
+        ),
+        extra={
+            "source": {k: info[k] for k in ("package", "version", "file", "sha256", "license")},
+            "input_range": "float32 RGB pixels in [0, 1], shape (batch, 3, 112, 112)",
+            "output": "probabilities (softmax in graph)",
+            "parameters": int(sum(p.numel() for p in net.parameters())),
+        },
+    )
+    _save_with_card(program.model_proto, card, out)
+    check = np.random.default_rng(0).random((8, 3, 112, 112), dtype=np.float32)
+    with torch.no_grad():
+        expected = wrapped(torch.from_numpy(check)).numpy()
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"pixels": check})[0]
+    return ImportReport(out, float(np.abs(got - expected).max()), card.extra["source"])

@@ -3,6 +3,7 @@
 Usage::
 
     python bench/peers.py MODEL [MODEL ...] [--data fer2013.tar.gz] [--peer-python PATH]
+        [--faceapi ~/.cache/ferkit/npm/vladmandic-face-api-1.7.15.tgz]
 
 MODEL: anything ``ferkit eval`` takes (shipped name, .onnx, run folder). Peers run in their
 own virtualenv (they need TensorFlow / an older torch stack; they are not ferkit
@@ -14,8 +15,14 @@ dependencies). Make it once::
     ~/.cache/ferkit/peers-venv/bin/pip uninstall -y opencv-python opencv-contrib-python
     ~/.cache/ferkit/peers-venv/bin/pip install "opencv-contrib-python<5"   # 5.x has no Haar cascades
 
-Prints accuracy, macro-F1 and ms/face for each, classifying the 48x48 crops directly
-(no face detection: every model sees the same faces).
+``--faceapi`` adds face-api's expression network (npm ``@vladmandic/face-api``, fetched by
+``tools/fetch_npm_weights.sh``), imported by ``ferkit import faceapi`` into a temporary ONNX
+file and run by ONNX Runtime like a ferkit model (its 112x112 RGB input is filled from the
+same grey crops).
+
+Prints accuracy, macro-F1 and ms/face for each, classifying the crops directly (no face
+detection: every model sees the same faces); each model's classes are matched to the
+dataset's by emotion name.
 """
 
 from __future__ import annotations
@@ -30,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.data import load_dataset
+from ferkit.evaluate.align import align_probs
 from ferkit.evaluate.metrics import classification_report
-from ferkit.labels import FER2013
 from ferkit.runtime.classifier import load_model
 
 HERE = Path(__file__).resolve().parent
@@ -43,16 +50,26 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/datasets/fer2013/fer2013.tar.gz")
     parser.add_argument("--split", default="PrivateTest")
     parser.add_argument("--peer-python", default=os.path.expanduser("~/.cache/ferkit/peers-venv/bin/python"))
+    parser.add_argument("--faceapi", help="face-api's npm tarball: add its expression network as a peer")
     args = parser.parse_args()
-    test = load_dataset(args.data).pick(args.split)
+    ds = load_dataset(args.data)
+    test = ds.pick(args.split)
     rows = []
-    for spec in args.models:
+    specs = [(f"ferkit {spec}", spec) for spec in args.models]
+    work = tempfile.TemporaryDirectory()
+    if args.faceapi:
+        from ferkit.importers.faceapi import import_faceapi_expression
+
+        report = import_faceapi_expression(args.faceapi, Path(work.name, "faceapi.onnx"))
+        specs.append((f"face-api expression {report.source['version']} (peer)", str(report.path)))
+    for name, spec in specs:
         predictor = load_model(spec)
         predictor.predict_proba(test.images[:64])  # warm-up
         start = time.perf_counter()
-        probs = predictor.predict_proba(test.images)
+        raw = predictor.predict_proba(test.images)
         ms = (time.perf_counter() - start) * 1000 / len(test)
-        rows.append((f"ferkit {spec}", probs, ms))
+        probs = align_probs(raw, predictor.labels, ds.label_set, "fer2013", source=name)
+        rows.append((name, probs, ms))
     if Path(args.peer_python).exists():
         with tempfile.TemporaryDirectory() as tmp:
             faces = Path(tmp, "faces.npy")
@@ -75,7 +92,7 @@ def main() -> None:
     print("| model | accuracy | macro-F1 | ms/face |")
     print("| --- | ---: | ---: | ---: |")
     for name, probs, ms in rows:
-        r = classification_report(test.labels, probs, FER2013.names)
+        r = classification_report(test.labels, probs, ds.label_set.names)
         print(f"| {name} | {r.accuracy:.2%} | {r.macro_f1:.4f} | {ms:.3f} |")
 
 

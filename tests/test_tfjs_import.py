@@ -158,7 +158,7 @@ def test_import_gives_a_model_ferkit_runs(tmp_path):
     from ferkit.runtime.classifier import load_model
 
     random_faceapi(tmp_path / "pkg" / "model")
-    report = import_faceapi_expression(tmp_path / "pkg", tmp_path / "fa.onnx")
+    report = import_faceapi_expression(tmp_path / "pkg", tmp_path / "fa.onnx", state_dict=tmp_path / "fa.pt")
     assert report.max_abs_diff < 1e-4 and report.source["package"] == "test-faceapi"
     card = json.loads((tmp_path / "fa.json").read_text())
     assert card["input_size"] == 112 and card["color"] == "rgb" and card["source"]["sha256"]
@@ -166,5 +166,11 @@ def test_import_gives_a_model_ferkit_runs(tmp_path):
     model = load_model(tmp_path / "fa.onnx")
     probs = model.predict_proba(np.random.default_rng(0).integers(0, 256, (4, 48, 48), dtype=np.uint8))
     assert probs.shape == (4, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    from ferkit.models import create_model
+    from ferkit.train.finetune import load_init_weights
+
+    grey = create_model("faceapi_expression")  # 1 channel: the RGB filters are summed
+    init = load_init_weights(grey, str(tmp_path / "fa.pt"))
+    assert "blocks.0.conv0.conv.weight" in init.adapted and not init.missing
     with pytest.raises(DataError, match="no face_expression_model-weights_manifest.json"):
         import_faceapi_expression(tmp_path, tmp_path / "x.onnx")

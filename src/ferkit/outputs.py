@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ferkit.errors import FerkitError
 
-KINDS = ("csv", "jsonl", "json", "video", "onnx", "png", "folder")
+KINDS = ("csv", "jsonl", "json", "video", "onnx", "png", "torch", "folder")
 # The first columns of the CSVs ferkit writes: images (file), video frames (frame, time).
 _CSV_STARTS = ("file,x,y,w,h,", "frame,time,x,y,w,h,")
 _VIDEO_MAGIC = (b"ftyp", b"RIFF", b"\x1a\x45\xdf\xa3")  # MP4/MOV (at byte 4), AVI, Matroska/WebM
@@ -80,6 +80,8 @@ def is_kind(path: Path, kind: str) -> bool:
         return path.suffix == ".onnx" and head[:1] == b"\x08"  # protobuf field 1: ir_version
     if kind == "png":
         return is_ours_png(head)
+    if kind == "torch":
+        return head[:2] == b"PK"  # torch.save's zip container
     raise ValueError(f"unknown output kind {kind!r}")
 
 

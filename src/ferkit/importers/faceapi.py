@@ -65,9 +65,12 @@ def _find(root: Path) -> tuple[Path, dict]:
     raise DataError(str(root), f"no {MANIFEST} in it (give face-api's npm tarball, package or model folder)")
 
 
-def import_faceapi_expression(source: str | os.PathLike, out: str | os.PathLike) -> ImportReport:
+def import_faceapi_expression(
+    source: str | os.PathLike, out: str | os.PathLike, state_dict: str | os.PathLike | None = None
+) -> ImportReport:
     """face-api's expression model from ``source`` (npm tarball, package folder, model folder or
-    manifest) to an ONNX file with a ferkit card at ``out``."""
+    manifest) to an ONNX file with a ferkit card at ``out``; with ``state_dict``, its PyTorch
+    weights there too (a ``--init`` for ``ferkit train --model faceapi_expression``)."""
     source, out = Path(source), Path(out)
     if not source.exists():
         raise DataError(str(source), "no such file or folder")
@@ -92,10 +95,10 @@ def import_faceapi_expression(source: str | os.PathLike, out: str | os.PathLike)
             for part in [manifest, *shards]:
                 digest.update(part.read_bytes() if part.is_file() else b"")
             info["sha256"], info["file"] = digest.hexdigest(), f"{manifest.name} + {len(shards)} shard(s)"
-        return _export(manifest, out, info)
+        return _export(manifest, out, info, state_dict)
 
 
-def _export(manifest: Path, out: Path, info: dict) -> ImportReport:
+def _export(manifest: Path, out: Path, info: dict, state_dict: str | os.PathLike | None) -> ImportReport:
     import onnxruntime as ort
     import torch
 
@@ -107,6 +110,11 @@ def _export(manifest: Path, out: Path, info: dict) -> ImportReport:
 
     net = create_model("faceapi_expression", in_chans=3).eval()
     load_faceapi_weights(net, read_tfjs_weights(manifest))
+    if state_dict is not None:
+        from ferkit.utils import atomic_path
+
+        with atomic_path(state_dict) as tmp:
+            torch.save(net.state_dict(), tmp)
 
     class Wrapped(torch.nn.Module):
         def __init__(self) -> None:

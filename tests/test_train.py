@@ -728,3 +728,13 @@ def test_precision_auto_uses_bf16_only_where_the_cpu_has_it(monkeypatch, bf16, a
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == picked
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+
+
+def test_normalisation_can_follow_an_init_network(tmp_path):
+    """--normalize MEAN,STD replaces the training pixels' statistics (face-api's networks
+    expect pixel - mean, unscaled); a bad value is named."""
+    result = fit(quick_cfg(tmp_path, epochs=1, normalize="0.45,1.0"), dataset=learnable(n_per_class=8))
+    pre = load_checkpoint(result.run_dir)["preprocessing"]
+    assert (pre["mean"], pre["std"]) == (0.45, 1.0)
+    with pytest.raises(ConfigError, match="normalize: 'grey' is not 'data' or 'MEAN,STD'"):
+        fit(quick_cfg(tmp_path / "bad", epochs=1, normalize="grey"), dataset=learnable(n_per_class=8))

@@ -56,6 +56,9 @@ class TrainConfig:
     )
     ferplus_mode: str = "majority"  # majority | soft (cross-entropy on the vote distribution)
     image_size: int = 48
+    # pixel normalisation: "data" (mean and std of the training pixels) or "MEAN,STD" (pixels
+    # in [0, 1]), e.g. the preprocessing an --init network was trained with
+    normalize: str = "data"
     train_split: str = "train"  # split roles or names
     val_split: str = "val"
     test_split: str = "test"

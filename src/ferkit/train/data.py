@@ -18,7 +18,7 @@ from torch import Tensor
 from ferkit.data import FaceDataset, load_dataset
 from ferkit.data.dataset import assign_splits
 from ferkit.data.folder import UNSPLIT
-from ferkit.errors import FerkitError
+from ferkit.errors import ConfigError, FerkitError
 from ferkit.labels import LabelSet
 from ferkit.train.config import TrainConfig
 from ferkit.utils import atomic_path
@@ -92,8 +92,7 @@ def prepare_data(
         test: FaceDataset | None = ds.pick(cfg.test_split)
     except KeyError:
         test = None
-    pixels = train.images.astype(np.float32) / 255.0
-    mean, std = float(pixels.mean()), float(pixels.std())
+    mean, std = _normalization(cfg, train)
     train_split = _to_split(train, "train", device)
     if cfg.teacher:
         from ferkit.train.distill import teacher_targets
@@ -116,6 +115,22 @@ def prepare_data(
 
 
 TEACHER_FILE = "teacher.npy"
+
+
+def _normalization(cfg, train: FaceDataset) -> tuple[float, float]:
+    """(mean, std) for pixels in [0, 1]: the training pixels', or ``cfg.normalize`` "MEAN,STD"."""
+    if cfg.normalize == "data":
+        pixels = train.images.astype(np.float32) / 255.0
+        return float(pixels.mean()), float(pixels.std())
+    try:
+        mean, std = (float(v) for v in str(cfg.normalize).split(","))
+    except ValueError:
+        raise ConfigError(
+            f"normalize: {cfg.normalize!r} is not 'data' or 'MEAN,STD' (e.g. 0.45,1.0)"
+        ) from None
+    if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
+        raise ConfigError(f"normalize: std must be a positive number, got {cfg.normalize!r}")
+    return mean, std
 
 
 def _run_teacher_targets(run_dir: Path | None, n: int, k: int) -> np.ndarray | None:

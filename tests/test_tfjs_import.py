@@ -166,9 +166,19 @@ def test_import_gives_a_model_ferkit_runs(tmp_path):
     model = load_model(tmp_path / "fa.onnx")
     probs = model.predict_proba(np.random.default_rng(0).integers(0, 256, (4, 48, 48), dtype=np.uint8))
     assert probs.shape == (4, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    import torch
+
     from ferkit.models import create_model
     from ferkit.train.finetune import load_init_weights
 
+    saved = torch.load(tmp_path / "fa.pt", weights_only=True)
+    bias = read_tfjs_weights(tmp_path / "pkg" / "model" / "face_expression_model-weights_manifest.json")[
+        "fc/bias"
+    ]
+    faceapi_order = ["neutral", "happy", "sad", "angry", "fear", "disgust", "surprise"]
+    fer2013_order = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    expected = bias[[faceapi_order.index(n) for n in fer2013_order]]
+    assert np.allclose(saved["fc.bias"].numpy(), expected)  # the head in FER-2013's order
     grey = create_model("faceapi_expression")  # 1 channel: the RGB filters are summed
     init = load_init_weights(grey, str(tmp_path / "fa.pt"))
     assert "blocks.0.conv0.conv.weight" in init.adapted and not init.missing

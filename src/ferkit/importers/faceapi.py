@@ -70,7 +70,8 @@ def import_faceapi_expression(
 ) -> ImportReport:
     """face-api's expression model from ``source`` (npm tarball, package folder, model folder or
     manifest) to an ONNX file with a ferkit card at ``out``; with ``state_dict``, its PyTorch
-    weights there too (a ``--init`` for ``ferkit train --model faceapi_expression``)."""
+    weights there too (a ``--init`` for ``ferkit train --model faceapi_expression``), the
+    classifier's rows in FER-2013's class order (angry ... neutral), as ferkit trains."""
     source, out = Path(source), Path(out)
     if not source.exists():
         raise DataError(str(source), "no such file or folder")
@@ -110,11 +111,15 @@ def _export(manifest: Path, out: Path, info: dict, state_dict: str | os.PathLike
 
     net = create_model("faceapi_expression", in_chans=3).eval()
     load_faceapi_weights(net, read_tfjs_weights(manifest))
-    if state_dict is not None:
+    if state_dict is not None:  # the head in FER-2013's class order, as ferkit trains
+        from ferkit.labels import FER2013
         from ferkit.utils import atomic_path
 
+        order = [FACEAPI_LABELS.index(name) for name in FER2013.names]
+        state = dict(net.state_dict())
+        state["fc.weight"], state["fc.bias"] = state["fc.weight"][order], state["fc.bias"][order]
         with atomic_path(state_dict) as tmp:
-            torch.save(net.state_dict(), tmp)
+            torch.save(state, tmp)
 
     class Wrapped(torch.nn.Module):
         def __init__(self) -> None:

@@ -41,7 +41,7 @@ def test_ferplus_join(shared, fer):
     }
     ds = load_dataset(shared / "fer2013new.csv", pixels=shared / "fer2013.tar.gz")
     counts = {s: sum(c.values()) for s, c in ds.class_counts().items()}
-    # Barsoum et al.'s majority protocol (measured with ferkit; see the issue's closing note).
+    # Barsoum et al.'s majority protocol (measured with ferkit; see CHANGELOG.md, 0.1.0).
     assert counts == {"Training": 25060, "PublicTest": 3199, "PrivateTest": 3153}
     assert ds.soft_labels.shape == (len(ds), 8) and np.allclose(ds.soft_labels.sum(1), 1)
 

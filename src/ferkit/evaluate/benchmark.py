@@ -36,7 +36,7 @@ REFERENCES: list[dict[str, Any]] = [
     {"model": "Inception-v3 (published)", "initial weights": "ImageNet", "accuracy": 0.6386},
     {"model": "self-made CNN (published)", "initial weights": "-", "accuracy": 0.586},
     {
-        "model": "fer package mini-Xception (measured here by the issue author)",
+        "model": "fer package mini-Xception (measured by the project's tester)",
         "initial weights": "-",
         "accuracy": 0.658,
     },

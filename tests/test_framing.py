@@ -60,3 +60,22 @@ def test_fer2013_crops_pass_unchanged_and_detector_boxes_get_a_margin():
     framed = crop_face(image, type(det)((50, 50, 100, 100), 1.0), 48, DETECTOR_MARGIN)
     border = round(48 * DETECTOR_MARGIN / (1 + 2 * DETECTOR_MARGIN))  # ~4 px of context each side
     assert framed[24, : border - 1].max() == 0 and framed[24, border + 1 : -border - 1].min() == 200
+
+
+def test_frame_eyes_puts_the_eyes_where_fer2013_has_them():
+    import cv2
+
+    from ferkit.framing import EYE_TEMPLATE, frame_eyes
+
+    image = np.zeros((400, 400), np.uint8)
+    left, right = (150.0, 220.0), (250.0, 180.0)  # a tilted face, eyes 108 px apart
+    for x, y in (left, right):
+        cv2.circle(image, (int(x), int(y)), 6, 255, -1)
+    crop = frame_eyes(image, left, right, size=96)
+    assert crop.shape == (96, 96)
+    _, _, _, centres = cv2.connectedComponentsWithStats((crop > 100).astype(np.uint8))
+    found = sorted(tuple(c) for c in centres[1:])
+    for (fx, fy), (tx, ty) in zip(found, EYE_TEMPLATE, strict=True):
+        assert abs(fx - tx * 96) < 1.5 and abs(fy - ty * 96) < 1.5
+    with pytest.raises(ValueError, match="coincide"):
+        frame_eyes(image, left, left)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ferkit.framing import CROP_MARGIN, DETECTOR_MARGIN, frame_face
+from ferkit.framing import CROP_MARGIN, DETECTOR_MARGIN, frame_eyes, frame_face
 from ferkit.imageio import to_rgb
 from ferkit.runtime.classifier import EnsembleClassifier, OnnxClassifier, load_model
 from ferkit.runtime.detect import Detection, FaceDetector, create_detector, to_gray
@@ -68,15 +68,24 @@ class Face:
 
 
 def crop_face(
-    image: np.ndarray, detection: Detection, size: int, margin: float = DETECTOR_MARGIN, align: bool = False
+    image: np.ndarray,
+    detection: Detection,
+    size: int,
+    margin: float = DETECTOR_MARGIN,
+    align: bool | str = False,
 ) -> np.ndarray:
-    """Grey ``size``x``size`` model input for a detection, framed by ``ferkit.framing.frame_face``.
+    """Grey ``size``x``size`` model input for a detection, framed by ``ferkit.framing``.
 
-    ``margin`` widens the box on every side (a fraction of its side). With ``align`` and two
-    eye landmarks the face is rotated so the eyes are level.
+    ``margin`` widens the box on every side (a fraction of its side). With two eye landmarks,
+    ``align=True`` (or ``"level"``) rotates the face so the eyes are level; ``"eyes"`` also
+    scales and shifts it so the eyes sit where FER-2013's do (``frame_eyes``).
     """
+    has_eyes = detection.landmarks is not None and len(detection.landmarks) >= 2
+    if align == "eyes" and has_eyes:
+        left, right = detection.landmarks[:2]
+        return frame_eyes(to_gray(image), tuple(left), tuple(right), size)
     angle = 0.0
-    if align and detection.landmarks is not None and len(detection.landmarks) >= 2:
+    if align and has_eyes:
         (lx, ly), (rx, ry) = detection.landmarks[:2]
         angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
     return frame_face(to_gray(image), detection.box, size, margin, angle)

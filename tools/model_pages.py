@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.card import ModelCard
-from ferkit.runtime.catalog import default_model_name, member_path, resolve_model, shipped_models
+from ferkit.runtime.catalog import default_model_name, model_bytes, resolve_model, shipped_models
 from ferkit.runtime.classifier import load_model
 from ferkit.utils import cpu_description
 
@@ -174,9 +174,7 @@ def main() -> None:
     for name in shipped_models():
         path = resolve_model(name)
         card = ModelCard.read(path)
-        size = path.stat().st_size + sum(
-            member_path(path, m).stat().st_size for m in card.members if not str(m).endswith(".json")
-        )
+        size = model_bytes(path, card.members)
         data, test_name = data_for(card, args.data) if args.data else (None, data_for(card, Path())[1])
         if data is not None:
             confusion_picture(name, data, DOCS / "img" / f"{name}-confusion.png")

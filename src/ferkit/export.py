@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,16 +33,44 @@ OPSET = 18
 
 
 class ProbabilityModel(nn.Module):
-    """[0, 1] pixels -> normalise -> network -> softmax."""
+    """[0, 1] pixels -> normalise -> network -> softmax. ``mean`` is one number, or one per
+    channel (an imported network's mean RGB)."""
 
-    def __init__(self, model: nn.Module, mean: float, std: float):
+    def __init__(self, model: nn.Module, mean: float | Sequence[float], std: float):
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.tensor(float(mean)))
+        if isinstance(mean, (int, float)):
+            self.register_buffer("mean", torch.tensor(float(mean)))
+        else:
+            self.register_buffer("mean", torch.tensor([float(m) for m in mean]).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(float(std)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.model((x - self.mean) / self.std), dim=1)
+
+
+def onnx_program(module: nn.Module, example: torch.Tensor):
+    """``torch.onnx.export`` (dynamo) of a pixels -> probabilities module with a dynamic batch,
+    the exporter's log lines and warnings kept quiet unless FERKIT_VERBOSE."""
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    if not os.environ.get("FERKIT_VERBOSE"):  # "torchvision is not installed. Skipping ..." lines
+        exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                input_names=["pixels"],
+                output_names=["probabilities"],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                opset_version=OPSET,
+                verbose=False,
+            )
+    finally:
+        exporter_log.setLevel(level)
 
 
 @dataclass
@@ -71,25 +99,7 @@ def export_onnx(
     size = int(pre["input_size"])
     example = torch.rand(2, chans, size, size)
     out = Path(out)
-    exporter_log = logging.getLogger("torch.onnx")
-    level = exporter_log.level
-    if not os.environ.get("FERKIT_VERBOSE"):  # "torchvision is not installed. Skipping ..." lines
-        exporter_log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                wrapped,
-                (example,),
-                dynamo=True,
-                input_names=["pixels"],
-                output_names=["probabilities"],
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-                opset_version=OPSET,
-                verbose=False,
-            )
-    finally:
-        exporter_log.setLevel(level)
+    program = onnx_program(wrapped, example)
     proto = program.model_proto
     proto.doc_string = f"ferkit {ckpt['model_name']} facial expression classifier"
     card = card_from_checkpoint(ckpt, metrics, model)

@@ -66,13 +66,7 @@ def frame_eyes(
     matrix = cv2.getRotationMatrix2D(mid, angle, scale)
     matrix[0, 2] += (tlx + trx) / 2 - mid[0]
     matrix[1, 2] += (tly + try_) / 2 - mid[1]
-    return cv2.warpAffine(
-        image,
-        matrix,
-        (size, size),
-        flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
+    return _warp(image, matrix, size, scale)
 
 
 def frame_face(
@@ -93,6 +87,11 @@ def frame_face(
     matrix = cv2.getRotationMatrix2D((cx, cy), angle, scale)  # rotate about the centre, scale
     matrix[0, 2] += size / 2 - cx
     matrix[1, 2] += size / 2 - cy
+    return _warp(image, matrix, size, scale)
+
+
+def _warp(image: np.ndarray, matrix: np.ndarray, size: int, scale: float) -> np.ndarray:
+    """The ``size`` x ``size`` square ``matrix`` maps to, the border repeated outside the image."""
     return cv2.warpAffine(
         image,
         matrix,

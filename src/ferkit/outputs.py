@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ferkit.errors import FerkitError
 
-KINDS = ("csv", "jsonl", "json", "video", "onnx", "png", "torch", "folder")
+KINDS = ("csv", "jsonl", "json", "video", "onnx", "torch", "folder")
 # The first columns of the CSVs ferkit writes: images (file), video frames (frame, time).
 _CSV_STARTS = ("file,x,y,w,h,", "frame,time,x,y,w,h,")
 _VIDEO_MAGIC = (b"ftyp", b"RIFF", b"\x1a\x45\xdf\xa3")  # MP4/MOV (at byte 4), AVI, Matroska/WebM
@@ -78,8 +78,6 @@ def is_kind(path: Path, kind: str) -> bool:
         return head[4:8] == _VIDEO_MAGIC[0] or head[:4] in _VIDEO_MAGIC[1:]
     if kind == "onnx":
         return path.suffix == ".onnx" and head[:1] == b"\x08"  # protobuf field 1: ir_version
-    if kind == "png":
-        return is_ours_png(head)
     if kind == "torch":
         return head[:2] == b"PK"  # torch.save's zip container
     raise ValueError(f"unknown output kind {kind!r}")
@@ -96,10 +94,11 @@ def check_outputs(
     named = {opt: (_resolved(p), kind) for opt, (p, kind) in outputs.items() if p is not None}
     in_paths = [_resolved(p) for p in inputs]
     in_ids = {_identity(p): p for p in in_paths} | {p: p for p in in_paths}
-    in_dirs: dict = {}
+    first_in: dict[Path, Path] = {}  # each folder holding an input file: its first such file
     for p in in_paths:
-        if not p.is_dir():
-            in_dirs.setdefault(_identity(p.parent), p)
+        if p.parent not in first_in and not p.is_dir():  # one stat per folder, not per file
+            first_in[p.parent] = p
+    in_dirs = {_identity(d): p for d, p in first_in.items()}
     guarded = {_identity(p) for p in map(_resolved, protected)} - {None}
     seen: dict = {}
     for opt, (path, kind) in named.items():

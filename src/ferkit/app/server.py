@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from fastapi import FastAPI
 
 from ferkit import __version__
@@ -81,10 +80,6 @@ class RecognizerPool:
             yield rec
         finally:
             self.items.put(rec)
-
-    def recognize(self, image: np.ndarray, timeout: float) -> list:
-        with self.take(timeout) as rec:
-            return rec.recognize(image)
 
     def analyze(
         self, data: bytes, max_pixels: int | None, timeout: float, annotate: bool = False

@@ -37,7 +37,7 @@ def list_cmd(
     """Shipped models (use them by name) with their accuracy; with --architectures, the
     registered architectures too."""
     from ferkit.card import ModelCard
-    from ferkit.runtime.catalog import default_model_name, member_path, resolve_model, shipped_models
+    from ferkit.runtime.catalog import default_model_name, model_bytes, resolve_model, shipped_models
 
     console = Console()
     shipped = Table(title="Shipped models (ferkit predict --model NAME; accuracy from each card)")
@@ -49,9 +49,7 @@ def list_cmd(
         card = ModelCard.read(path)
         label_set = card.get("label_set") or "fer2013"
         suffix = "" if label_set == "fer2013" else f" ({label_set} labels)"
-        size = path.stat().st_size + sum(
-            member_path(path, m).stat().st_size for m in card.members if not str(m).endswith(".json")
-        )
+        size = model_bytes(path, card.members)
         shipped.add_row(
             name + (" (default)" if name == default else ""),
             f"{card.architecture} {_quantization(card.get('quantization') or '')}".strip(),

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import tarfile
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +102,7 @@ def _export(manifest: Path, out: Path, info: dict, state_dict: str | os.PathLike
     import torch
 
     from ferkit.card import ModelCard
-    from ferkit.export import OPSET, _save_with_card
+    from ferkit.export import ProbabilityModel, _save_with_card, onnx_program
     from ferkit.importers.tfjs import read_tfjs_weights
     from ferkit.models import create_model
     from ferkit.models.faceapi import FACEAPI_LABELS, FACEAPI_MEAN_RGB, load_faceapi_weights
@@ -121,34 +119,9 @@ def _export(manifest: Path, out: Path, info: dict, state_dict: str | os.PathLike
         with atomic_path(state_dict) as tmp:
             torch.save(state, tmp)
 
-    class Wrapped(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-            mean = torch.tensor(FACEAPI_MEAN_RGB, dtype=torch.float32).view(1, 3, 1, 1) / 255
-            self.register_buffer("mean", mean)
-
-        def forward(self, x):  # RGB in [0, 1] -> face-api's (pixel - mean) / 255
-            return torch.softmax(self.net(x - self.mean), dim=1)
-
-    wrapped = Wrapped().eval()
-    exporter_log = logging.getLogger("torch.onnx")
-    level = exporter_log.level
-    if not os.environ.get("FERKIT_VERBOSE"):  # "torchvision is not installed. Skipping ..." lines
-        exporter_log.setLevel(logging.ERROR)
-    with warnings.catch_warnings():  # the exporter's deprecation chatter
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            wrapped,
-            (torch.rand(2, 3, 112, 112),),
-            dynamo=True,
-            input_names=["pixels"],
-            output_names=["probabilities"],
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-            opset_version=OPSET,
-            verbose=False,
-        )
-    exporter_log.setLevel(level)
+    # RGB in [0, 1] -> face-api's (pixel - mean RGB) / 255, softmax over its classes
+    wrapped = ProbabilityModel(net, [m / 255 for m in FACEAPI_MEAN_RGB], 1.0).eval()
+    program = onnx_program(wrapped, torch.rand(2, 3, 112, 112))
     card = ModelCard(
         labels=FACEAPI_LABELS,
         input_size=112,

@@ -68,8 +68,8 @@ TILE_MODES = ("auto", "always", "never")
 CLOSE_UP_CONTEXT = 3.0
 # Tiling's cost has a ceiling whatever the image's shape: a tile is never narrower than
 # MIN_TILE pixels (a 1-pixel strip would otherwise be cut into one tile per pixel of its
-# length: a 90-byte 1x3000 PNG took a minute), and one pass never takes more than MAX_TILES
-# looks (its tiles grow instead). 25 is what a 4:3 photo's small-face pass needs (5 x 5), so
+# length: a 1x2000 PNG was reported to take 68 s), and one pass never takes more than MAX_TILES
+# looks (its tiles grow instead). 25 is what a square photo's small-face pass needs (5 x 5), so
 # ordinary photos tile as before.
 MIN_TILE = 32
 MAX_TILES = 25

@@ -72,3 +72,10 @@ def member_path(card_path: str | os.PathLike, member: str) -> Path:
     if str(member).endswith(".onnx") and beside.is_file():
         return beside
     return resolve_model(member)
+
+
+def model_bytes(path: str | os.PathLike, members: tuple[str, ...] | list[str] = ()) -> int:
+    """Bytes a model takes on disk: its file, plus an ensemble card's member files."""
+    return Path(path).stat().st_size + sum(
+        member_path(path, m).stat().st_size for m in members if not str(m).endswith(".json")
+    )

@@ -19,9 +19,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from ferkit.card import ModelCard
+from ferkit.card import ModelCard, save_onnx
 from ferkit.evaluate.run import card_metrics
-from ferkit.export import SAFE_WEIGHT_LEVELS, _save_with_card, saturation_safe_weights
+from ferkit.export import SAFE_WEIGHT_LEVELS, saturation_safe_weights
 from ferkit.runtime.catalog import WEIGHTS_DIR
 from ferkit.utils import cpu_description
 
@@ -65,11 +65,11 @@ def main() -> None:
             extra = dict(card.extra)
             extra["quantization"] = f"{extra.get('quantization', 'int8')}; {SAFE_WEIGHT_LEVELS}"
             card = dataclasses.replace(card, extra=extra)
-            _save_with_card(model, card, path)
+            save_onnx(model, card, path)
         after = card_metrics(path, data)
         extra = dict(card.extra) | {"metrics_cpu": cpu}
         card = dataclasses.replace(card, metrics=after, extra=extra)
-        _save_with_card(model, card, path)
+        save_onnx(model, card, path)
         print(f"| {name} | {changed} | {figures(before) if before else '-'} | {figures(after)} |", flush=True)
     if args.ensemble:
         path = WEIGHTS_DIR / "ensemble.json"

@@ -4,6 +4,9 @@
 #   CACHE_DIR (default ~/.cache/ferkit) gets npm/<tarball> and npm/SOURCES.json, and
 #   tfjs/node_modules/@tensorflow/tfjs, the reference the tests check the rebuild against.
 # Then: ferkit import faceapi CACHE_DIR/npm/vladmandic-face-api-1.7.15.tgz --out faceapi_expression.onnx
+#       ferkit import tfjs CACHE_DIR/npm/vladmandic-human-3.3.6.tgz --model emotion --out emotion.onnx
+# The package licence (MIT for both) is not always the licence of each network inside:
+# human's models/README links a list of their upstream sources; check the one you ship.
 set -euo pipefail
 cache="${1:-$HOME/.cache/ferkit}"
 mkdir -p "$cache/npm" "$cache/tfjs"
@@ -11,6 +14,7 @@ mkdir -p "$cache/npm" "$cache/tfjs"
 # package@version  sha256 of the tarball `npm pack` gives  licence (from the package)
 pinned=(
   "@vladmandic/face-api@1.7.15 0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031 MIT"
+  "@vladmandic/human@3.3.6 425e9c51dbbca0c8934362b170cb0d54c2529c11c654b3c03092b16e9d6ad3f7 MIT"
 )
 echo "[" > "$cache/npm/SOURCES.json.tmp"
 first=1

@@ -179,3 +179,18 @@ def metrics_from_eval(eval_json: dict[str, Any]) -> dict[str, Any]:
             "n": report["n"],
         }
     }
+
+
+def save_onnx(proto: Any, card: ModelCard, path: Path, json_path: str | os.PathLike | None = None) -> None:
+    """``card`` as the ONNX model's whole metadata, the file written atomically, and the same
+    card as JSON beside it (``json_path``, default ``path`` with ``.json``) for people to read."""
+    import onnx
+
+    from ferkit.utils import atomic_path
+
+    del proto.metadata_props[:]
+    for key, value in card.to_metadata().items():
+        proto.metadata_props.add(key=key, value=value)
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+    card.write_json(json_path or path.with_suffix(".json"))

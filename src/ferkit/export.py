@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ferkit.card import INT4_WEIGHTS, ModelCard
+from ferkit.card import INT4_WEIGHTS, ModelCard, save_onnx
 from ferkit.train.checkpoint import card_from_checkpoint, load_checkpoint, model_from_checkpoint
 from ferkit.utils import atomic_path
 
@@ -103,7 +103,7 @@ def export_onnx(
     proto = program.model_proto
     proto.doc_string = f"ferkit {ckpt['model_name']} facial expression classifier"
     card = card_from_checkpoint(ckpt, metrics, model)
-    _save_with_card(proto, card, out)
+    save_onnx(proto, card, out)
     # Verify: same inputs through torch and ONNX Runtime.
     if check_batch is None:
         check_batch = np.random.default_rng(0).random((16, chans, size, size), dtype=np.float32)
@@ -213,23 +213,8 @@ def rewrite_card(
     path = Path(path)
     model = onnx.load(str(path))
     card = update(ModelCard.from_onnx(model, str(path)))
-    _save_with_card(model, card, path, json_path)
+    save_onnx(model, card, path, json_path)
     return card
-
-
-def _save_with_card(
-    proto: Any, card: ModelCard, path: Path, json_path: str | os.PathLike | None = None
-) -> None:
-    """``card`` as the ONNX model's whole metadata, the file written atomically, and the same
-    card as JSON beside it (``json_path``, default ``path`` with ``.json``) for people to read."""
-    import onnx
-
-    del proto.metadata_props[:]
-    for key, value in card.to_metadata().items():
-        proto.metadata_props.add(key=key, value=value)
-    with atomic_path(path) as tmp:
-        onnx.save(proto, str(tmp))
-    card.write_json(json_path or path.with_suffix(".json"))
 
 
 INT4_OPSET = 21  # DequantizeLinear with int4 inputs

@@ -16,17 +16,15 @@ The card records the package, its version, the sha256 of the file read and its l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ferkit.errors import DataError
+from ferkit.importers.npm import package_info, sha256_file, sha256_files, unpacked
 
 MANIFEST = "face_expression_model-weights_manifest.json"
 
@@ -38,28 +36,12 @@ class ImportReport:
     source: dict
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _find(root: Path) -> tuple[Path, dict]:
     """The weights manifest under ``root`` and what the package says of itself."""
     for candidate in (root / MANIFEST, root / "model" / MANIFEST, root / "package" / "model" / MANIFEST):
         if candidate.is_file():
-            package = candidate.parent.parent / "package.json"
-            info = json.loads(package.read_text()) if package.is_file() else {}
-            licence = candidate.parent.parent / "LICENSE"
-            first = licence.read_text().strip().splitlines()[:3] if licence.is_file() else []
-            return candidate, {
-                "package": info.get("name", "@vladmandic/face-api"),
-                "version": info.get("version", "unknown"),
-                "license": info.get("license", "unknown"),
-                "license_text": " ".join(line for line in first if line),
-            }
+            info = package_info(candidate.parent.parent, "@vladmandic/face-api")
+            return candidate, info
     raise DataError(str(root), f"no {MANIFEST} in it (give face-api's npm tarball, package or model folder)")
 
 
@@ -73,36 +55,25 @@ def import_faceapi_expression(
     source, out = Path(source), Path(out)
     if not source.exists():
         raise DataError(str(source), "no such file or folder")
-    with tempfile.TemporaryDirectory() as tmp:
-        if source.is_file() and source.name.endswith((".tgz", ".tar.gz")):
-            with tarfile.open(source) as tar:  # only the files needed, never outside tmp
-                wanted = [
-                    m
-                    for m in tar.getmembers()
-                    if m.isfile()
-                    and m.name.endswith((MANIFEST, "face_expression_model.bin", "package.json", "LICENSE"))
-                ]
-                tar.extractall(tmp, members=wanted, filter="data")
-            manifest, info = _find(Path(tmp))
-            info["sha256"], info["file"] = _sha256(source), source.name
-        else:
-            manifest, info = _find(source.parent if source.is_file() else source)
-            shards = [
-                manifest.parent / p for group in json.loads(manifest.read_text()) for p in group["paths"]
-            ]
-            digest = hashlib.sha256()  # the manifest and its shards, in order
-            for part in [manifest, *shards]:
-                digest.update(part.read_bytes() if part.is_file() else b"")
-            info["sha256"], info["file"] = digest.hexdigest(), f"{manifest.name} + {len(shards)} shard(s)"
-        return _export(manifest, out, info, state_dict)
+    if source.is_file() and source.name.endswith((".tgz", ".tar.gz")):
+        wanted = (MANIFEST, "face_expression_model.bin")
+        with unpacked(source, lambda name: name.endswith(wanted)) as tmp:
+            manifest, info = _find(tmp)
+            info["sha256"], info["file"] = sha256_file(source), source.name
+            return _export(manifest, out, info, state_dict)
+    manifest, info = _find(source.parent if source.is_file() else source)
+    shards = [manifest.parent / p for group in json.loads(manifest.read_text()) for p in group["paths"]]
+    info["sha256"] = sha256_files([manifest, *shards])  # the manifest and its shards, in order
+    info["file"] = f"{manifest.name} + {len(shards)} shard(s)"
+    return _export(manifest, out, info, state_dict)
 
 
 def _export(manifest: Path, out: Path, info: dict, state_dict: str | os.PathLike | None) -> ImportReport:
     import onnxruntime as ort
     import torch
 
-    from ferkit.card import ModelCard
-    from ferkit.export import ProbabilityModel, _save_with_card, onnx_program
+    from ferkit.card import ModelCard, save_onnx
+    from ferkit.export import ProbabilityModel, onnx_program
     from ferkit.importers.tfjs import read_tfjs_weights
     from ferkit.models import create_model
     from ferkit.models.faceapi import FACEAPI_LABELS, FACEAPI_MEAN_RGB, load_faceapi_weights
@@ -139,7 +110,7 @@ def _export(manifest: Path, out: Path, info: dict, state_dict: str | os.PathLike
             "parameters": int(sum(p.numel() for p in net.parameters())),
         },
     )
-    _save_with_card(program.model_proto, card, out)
+    save_onnx(program.model_proto, card, out)
     check = np.random.default_rng(0).random((8, 3, 112, 112), dtype=np.float32)
     with torch.no_grad():
         expected = wrapped(torch.from_numpy(check)).numpy()

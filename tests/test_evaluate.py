@@ -413,3 +413,101 @@ def test_quantised_export_measures_its_own_card(trained, tmp_path):
     assert fp32.metrics["PrivateTest_tta_flip"]["accuracy"] == pytest.approx(
         fp32_eval.entries[0].report.accuracy
     )
+
+
+def _photo_folder(root):
+    """A Val split of real photos (the shipped samples) in label folders, and one blank photo."""
+    import shutil
+    from pathlib import Path
+
+    import cv2
+
+    photos = Path(__file__).resolve().parents[1] / "examples" / "photos"
+    for label, name in (
+        ("happy", "eileen_collins.jpg"),
+        ("neutral", "grace_hopper.jpg"),
+        ("sad", "cameraman.jpg"),
+    ):
+        (root / "Val" / label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(photos / name, root / "Val" / label / name)
+    (root / "Val" / "angry").mkdir()
+    cv2.imwrite(str(root / "Val" / "angry" / "blank.png"), np.full((200, 200, 3), 128, np.uint8))
+    return root
+
+
+def test_evaluation_through_detection_counts_missed_faces(tmp_path):
+    """--detect: each photo goes through the detector and framing; the blank one has no face
+    and counts as wrong in a 'no face' column, outside the macro-F1 and the calibration."""
+    data = _photo_folder(tmp_path / "photos")
+    result = evaluate_models(["fast"], data, split="Val", tta="flip", detector="auto", align="eyes")
+    e = result.entries[0]
+    assert result.labels[-1] == "no face" and result.detector == "auto" and result.align == "eyes"
+    assert e.faces_found == 3 and e.report.n == 4
+    assert e.report.confusion[result.labels.index("angry")][-1] == 1  # the blank photo: no face
+    assert e.report.per_class["angry"].recall == 0.0
+    real = [m.f1 for n, m in e.report.per_class.items() if n != "no face"]
+    assert e.report.macro_f1 == pytest.approx(np.mean(real))
+    assert sum(b["count"] for b in e.reliability) == 3  # calibration over the faces found
+
+    # the same faces, recognised one photo at a time, give the same answers
+    from ferkit.runtime.recognize import Recognizer
+
+    rec = Recognizer("fast", align="eyes", tta="flip")
+    cm = np.array(e.report.confusion)
+    for label in ("happy", "neutral", "sad"):
+        (photo,) = (data / "Val" / label).iterdir()
+        face = rec.recognize(str(photo))[0]
+        assert cm[result.labels.index(label), result.labels.index(face.label)] == 1
+
+    md = (write_report(result, tmp_path / "out", plots=False), (tmp_path / "out" / "eval.md").read_text())[1]
+    assert "a face was found in 3 of 4 photos" in md and "alignment `eyes`" in md
+
+    with pytest.raises(FerkitError, match="needs a folder"):
+        evaluate_models(["fast"], learnable_dataset(), split="Val", detector="auto")
+    with pytest.raises(FerkitError, match="unknown alignment 'tilt'"):
+        evaluate_models(["fast"], data, split="Val", detector="auto", align="tilt")
+
+
+def learnable_dataset():
+    from test_train import learnable
+
+    return learnable(n_per_class=2)
+
+
+def test_align_is_one_option_everywhere(tmp_path):
+    """predict, video, serve and eval take --align none|level|eyes and refuse anything else
+    before doing any work."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    photos = Path(__file__).resolve().parents[1] / "examples" / "photos"
+    for cmd in (
+        ["predict", str(photos), "--align", "eye"],
+        ["video", str(photos / "collage.jpg"), "--align", "eye"],
+        ["serve", "--port", "0", "--align", "eye"],
+        ["eval", "fast", "--data", str(photos), "--detect", "auto", "--align", "eye"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "ferkit", *cmd], capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode != 0, cmd
+        assert "unknown alignment 'eye'; did you mean 'eyes'" in done.stderr, (cmd, done.stderr)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ferkit",
+            "predict",
+            str(photos / "eileen_collins.jpg"),
+            "--align",
+            "eyes",
+            "--json",
+            str(tmp_path / "f.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "f.jsonl").read_text().splitlines()[0])["label"] == "happy"

@@ -43,6 +43,7 @@ MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and headers around the file
 class AppConfig:
     model: str = "default"
     detector: str = "auto"
+    align: str = "none"  # face alignment: none, level, eyes (ferkit.runtime.recognize.check_align)
     max_upload_bytes: int = 10 * 1024 * 1024
     max_pixels: int | None = None  # default: $FERKIT_MAX_PIXELS or 50 Mpx
     workers: int = 2
@@ -64,7 +65,7 @@ class RecognizerPool:
     def __init__(self, config: AppConfig):
         self.items: queue.Queue[Recognizer] = queue.Queue()
         for _ in range(max(1, config.workers)):
-            self.items.put(Recognizer(config.model, detector=config.detector, threads=1))
+            self.items.put(Recognizer(config.model, detector=config.detector, align=config.align, threads=1))
         first = self.items.queue[0]
         self.labels, self.detector_name = list(first.labels), first.detector.name
         self.model_path = str(first.classifier.path)

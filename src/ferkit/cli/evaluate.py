@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ferkit.cli.options import ALIGN_HELP
+
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 
@@ -30,6 +32,12 @@ def eval_cmd(
     out: Optional[Path] = typer.Option(
         None, help="Folder for eval.json, eval.md and the plots (default ~/.cache/ferkit/eval/<time>)."
     ),
+    detect: Optional[str] = typer.Option(
+        None,
+        help="Through detection, as a user's photo goes: run this face detector (auto, blazeface, hog, "
+        "haar) on each photo of a folder dataset and classify its first face; no face counts as wrong.",
+    ),
+    align: str = typer.Option("none", help="With --detect: " + ALIGN_HELP),
 ) -> None:
     """Accuracy, balanced accuracy, macro-F1, per-class P/R/F1, top-2, ECE, bootstrap CI; plots."""
     from ferkit.evaluate.run import evaluate_models, write_report
@@ -42,9 +50,15 @@ def eval_cmd(
         variant=labels,
         fit_ensemble_weights=fit_weights,
         ignore=ignore,
+        detector=detect,
+        align=align,
     )
-    table = Table(title=f"{split} ({labels}, TTA {tta})")
-    for col in ("model", "accuracy", "95% CI", "macro-F1", "balanced", "top-2", "ECE", "ms/face"):
+    title = f"{split} ({labels}, TTA {tta})"
+    if detect:
+        title += f", through detection ({detect}, align {result.align})"
+    table = Table(title=title)
+    columns = ["model", "accuracy", "95% CI", "macro-F1", "balanced", "top-2", "ECE", "ms/face"]
+    for col in columns + (["faces found"] if detect else []):
         table.add_column(col, justify="left" if col == "model" else "right")
     for e in result.entries:
         r = e.report
@@ -57,6 +71,7 @@ def eval_cmd(
             f"{r.top2_accuracy:.2%}",
             f"{e.ece:.4f}",
             f"{e.ms_per_face:.3f}" if e.ms_per_face is not None else "-",
+            *([f"{e.faces_found}/{r.n}"] if detect else []),
         )
     console.print(table)
     if out is None:  # not the current folder: a checkout would collect ferkit-eval/ folders

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ferkit.cli.options import ALIGN_HELP
 from ferkit.utils import shown
 
 
@@ -27,7 +28,7 @@ def predict(
         "groups, collages), always (every image), never (one look: fastest).",
     ),
     min_face: int = typer.Option(20, help="Smallest face side to detect (pixels)."),
-    align: bool = typer.Option(False, help="Rotate faces so the eyes are level (when found)."),
+    align: str = typer.Option("none", help=ALIGN_HELP),
     tta: str = typer.Option("flip", help="Test-time augmentation per face: flip (default), none, tencrop."),
     json_out: Optional[Path] = typer.Option(
         None, "--json", help="Write one JSON record per face (JSON Lines)."
@@ -72,6 +73,9 @@ def predict(
     (s3://, gs://, hdfs://); results go to Parquet (one row per face) and a re-run skips the
     partitions already written.
     """
+    from ferkit.runtime.recognize import check_align
+
+    align = check_align(align)  # a wrong value fails before any work
     if engine == "ray":
         if tiles != "auto":
             raise typer.BadParameter("--tiles is for --engine local", param_hint="--tiles")

@@ -7,12 +7,15 @@ from typing import Optional
 
 import typer
 
+from ferkit.cli.options import ALIGN_HELP
+
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind (localhost by default)."),
     port: int = typer.Option(8000, min=0, max=65535, help="Port (0: any free port)."),
     model: str = typer.Option("default", help="Shipped model name or .onnx file."),
     detector: str = typer.Option("auto", help="Face detector."),
+    align: str = typer.Option("none", help=ALIGN_HELP),
     workers: int = typer.Option(2, min=1, help="Inference worker threads."),
     max_upload_mb: float = typer.Option(10.0, min=0.01, help="Largest accepted upload or frame (MB)."),
     max_pixels: Optional[int] = typer.Option(
@@ -56,11 +59,15 @@ def serve(
     except ImportError as exc:
         hint = 'pip install "ferkit[app]"'
         raise FerkitError(f"the web app needs its extra: {hint} ({exc.name} missing)") from exc
+    from ferkit.runtime.recognize import check_align
+
+    align = check_align(align)  # a wrong value fails before the port is taken
     websocket = websocket_library()  # before anything loads: the live pages need one
     sock = listen_socket(host, port)  # a busy port fails here, before "serving"
     config = AppConfig(
         model=model,
         detector=detector,
+        align=align,
         workers=workers,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         max_pixels=max_pixels,

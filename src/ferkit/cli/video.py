@@ -10,11 +10,14 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from ferkit.cli.options import ALIGN_HELP
+
 
 def video(
     source: str = typer.Argument(..., help="Video file, camera index (0) or stream URL."),
     model: str = typer.Option("default", help="Shipped model name or .onnx file."),
     detector: str = typer.Option("auto", help="Face detector: auto (= blazeface), blazeface, hog, haar."),
+    align: str = typer.Option("none", help=ALIGN_HELP),
     detect_every: int = typer.Option(2, help="Run the detector every N frames; track in between."),
     classify_every: int = typer.Option(1, help="Classify faces every K frames."),
     smoothing: float = typer.Option(0.3, help="Time constant (s) of the probability smoothing; 0 = off."),
@@ -56,7 +59,7 @@ def video(
         )
     from ferkit.runtime.display import open_frame_window
     from ferkit.runtime.draw import annotate_tracked
-    from ferkit.runtime.recognize import Recognizer
+    from ferkit.runtime.recognize import Recognizer, check_align
     from ferkit.runtime.track import FaceTracker
     from ferkit.runtime.video import (
         SourceReport,
@@ -69,6 +72,7 @@ def video(
     from ferkit.runtime.writers import FaceRowWriter
     from ferkit.utils import stop_signals
 
+    align = check_align(align)  # a wrong value fails before any output is opened
     err = Console(stderr=True, soft_wrap=True)
     check_outputs(
         {
@@ -80,7 +84,7 @@ def video(
         [source] if Path(source).exists() else [],
         overwrite=overwrite,
     )
-    recognizer = Recognizer(model, detector=detector)
+    recognizer = Recognizer(model, detector=detector, align=align)
     labels = list(recognizer.labels)
     report = SourceReport()
     frames = read_frames(source, report)

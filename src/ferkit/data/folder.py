@@ -136,13 +136,16 @@ def _split_of(entry: _Entry) -> str:
 def read_image_folder(
     path: str | os.PathLike,
     *,
-    size: int = 48,
+    size: int | None = 48,
     color: Color = "gray",
     labels: str | LabelSet | None = None,
     on_error: OnError = "raise",
     show_progress: bool | None = False,
 ) -> FaceDataset:
-    """Read a folder (or zip) of labelled face images into a :class:`FaceDataset`."""
+    """Read a folder (or zip) of labelled face images into a :class:`FaceDataset`.
+
+    ``size=None`` keeps every image whole (``images`` is then an object array of uint8
+    arrays of their own sizes): photos for a face detector, as in ``ferkit eval --detect``."""
     path = Path(path)
     log = ErrorLog(on_error)
     entries, read, close = _list_entries(path)
@@ -160,7 +163,10 @@ def read_image_folder(
         else:
             label_set = labels or _infer_label_set({e.parts[-2] for e in entries}, str(path))
         channels = () if color == "gray" else (3,)
-        images = np.empty((len(entries), size, size, *channels), np.uint8)
+        if size is None:
+            images = np.empty(len(entries), object)
+        else:
+            images = np.empty((len(entries), size, size, *channels), np.uint8)
         label_idx = np.empty(len(entries), np.int64)
         splits: list[str] = []
         n = 0
@@ -175,7 +181,7 @@ def read_image_folder(
             except DataError as exc:
                 log.fail(exc.source, exc.problem, exc.location)
                 continue
-            images[n] = frame_face(img, None, size)  # as the runtime frames a ready-made crop
+            images[n] = img if size is None else frame_face(img, None, size)  # as the runtime frames a crop
             label_idx[n] = label
             splits.append(_split_of(entry))
             n += 1

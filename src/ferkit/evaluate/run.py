@@ -12,6 +12,7 @@ weights are never fitted on the split being reported.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -49,6 +50,7 @@ class EvalEntry:
     ms_per_face: float | None = None
     weights: list[float] | None = None  # ensembles only
     card: dict[str, Any] = field(default_factory=dict)
+    faces_found: int | None = None  # through detection: photos where a face was found
 
 
 @dataclass
@@ -60,6 +62,8 @@ class EvalResult:
     variant: str
     entries: list[EvalEntry]
     ignored: list[str] = field(default_factory=list)  # model classes dropped before scoring
+    detector: str | None = None  # through detection: the detector, and the alignment used
+    align: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,13 +75,50 @@ def _variant_data(ds: FaceDataset, variant: str) -> FaceDataset:
     return ds.with_variant(variant)
 
 
+NO_FACE = "no face"  # the extra column of an evaluation through detection
+
+
 def _entry(
     name: str, labels: np.ndarray, probs: np.ndarray, label_names: list[str], **extra: Any
 ) -> EvalEntry:
     report = classification_report(labels, probs, label_names)
-    ece, bins = expected_calibration_error(labels, probs)
+    found = np.ones(len(labels), bool)
+    if label_names and label_names[-1] == NO_FACE:  # a photo without a face counts wrong,
+        found = probs[:, -1] < 1  # but not in the macro-F1's mean or the calibration
+        f1 = [m.f1 for n, m in report.per_class.items() if n != NO_FACE]
+        report = dataclasses.replace(report, macro_f1=float(np.mean(f1)))
+        extra["faces_found"] = int(found.sum())
+    ece, bins = expected_calibration_error(labels[found], probs[found])
     ci = bootstrap_accuracy_ci(labels, probs.argmax(1))
     return EvalEntry(name, report, ci, ece, bins, **extra)
+
+
+def _photo_faces(test: FaceDataset, detector: str, min_face: int = 20) -> list:
+    """The detector's first face in each photo of ``test`` (None where it finds none)."""
+    from ferkit.progress import progress_iter
+    from ferkit.runtime.recognize import make_detector
+
+    det = make_detector(detector, min_face)
+    return [
+        (found[0] if found else None)
+        for found in (det.detect(img) for img in progress_iter(test.images, description="detecting faces"))
+    ]
+
+
+def _detected_probs(predictor, test: FaceDataset, faces: list, align: str, tta: str) -> np.ndarray:
+    """(N, K) probabilities of the faces found, framed as ``Recognizer`` frames them."""
+    from ferkit.framing import DETECTOR_MARGIN
+    from ferkit.runtime.recognize import crop_face
+
+    size = predictor.input_size
+    crops = [
+        crop_face(img, d, size, DETECTOR_MARGIN, align)
+        for img, d in zip(test.images, faces, strict=True)
+        if d
+    ]
+    if not crops:
+        return np.zeros((0, len(predictor.labels)), np.float32)
+    return predict_tta(predictor, np.stack(crops), tta)
 
 
 def evaluate_models(
@@ -90,14 +131,36 @@ def evaluate_models(
     fit_ensemble_weights: bool = False,
     val_split: str = "PublicTest",
     ignore: tuple[str, ...] | list[str] = (),
+    detector: str | None = None,
+    align: str = "none",
 ) -> EvalResult:
+    """Every model (and their mean, when several) on ``split`` of ``data``.
+
+    With ``detector`` the data must be a folder (or zip) of photos: each goes through the
+    detector and the framing (``align``) as a user's photo does, the detector's first face is
+    classified, and a photo without a face counts as wrong (a ``no face`` column)."""
     if not models:
         raise FerkitError("give at least one model to evaluate")
     check_tta(tta)  # before the dataset is loaded
-    ds = data if isinstance(data, FaceDataset) else load_dataset(data)
+    if detector is not None:
+        from ferkit.data.load import detect_format
+        from ferkit.runtime.recognize import check_align
+
+        align = check_align(align)
+        if isinstance(data, FaceDataset) or detect_format(Path(data)) != "images":
+            raise FerkitError(f"{data}: evaluation through a detector needs a folder (or zip) of photos")
+        if fit_ensemble_weights:
+            raise FerkitError("fitting ensemble weights through a detector is not supported")
+        from ferkit.data.folder import read_image_folder
+
+        ds = read_image_folder(data, size=None, color="rgb", show_progress=None)
+    else:
+        ds = data if isinstance(data, FaceDataset) else load_dataset(data)
     ds = _variant_data(ds, variant)
     test = ds.pick(split)
     label_set = ds.label_set
+    names = list(label_set.names) + ([NO_FACE] if detector else [])
+    faces = _photo_faces(test, detector) if detector else None
     predictors = [load_model(m) for m in models]
     entries, test_probs, val_probs = [], [], []
     val = None
@@ -107,14 +170,20 @@ def evaluate_models(
         val = ds.pick(val_split)
     for predictor in predictors:
         start = time.perf_counter()
-        raw = predict_tta(predictor, test.images, tta)
-        ms = (time.perf_counter() - start) * 1000 / max(len(test), 1)
+        if faces is None:
+            raw = predict_tta(predictor, test.images, tta)
+        else:
+            raw = _detected_probs(predictor, test, faces, align, tta)
+        ms = (time.perf_counter() - start) * 1000 / max(len(raw), 1)
         probs = align_probs(raw, predictor.labels, label_set, variant, source=predictor.name, ignore=ignore)
+        if faces is not None:  # the photos without a face: all weight on "no face"
+            found = np.array([f is not None for f in faces], bool)
+            full = np.zeros((len(test), len(names)), np.float32)
+            full[found, :-1], full[~found, -1] = probs, 1.0
+            probs = full
         test_probs.append(probs)
         card = predictor.card.to_dict() if getattr(predictor, "card", None) else {}
-        entries.append(
-            _entry(predictor.name, test.labels, probs, list(label_set.names), ms_per_face=ms, card=card)
-        )
+        entries.append(_entry(predictor.name, test.labels, probs, names, ms_per_face=ms, card=card))
         if val is not None:
             val_probs.append(
                 align_probs(
@@ -130,9 +199,17 @@ def evaluate_models(
         ens = combine(test_probs, weights)
         w = [float(x) for x in (weights if weights is not None else np.full(len(models), 1 / len(models)))]
         name = "ensemble (weights fitted on " + val_split + ")" if weights is not None else "ensemble (mean)"
-        entries.append(_entry(name, test.labels, ens, list(label_set.names), weights=w))
+        entries.append(_entry(name, test.labels, ens, names, weights=w))
     return EvalResult(
-        str(getattr(data, "source", data)), split, tta, list(label_set.names), variant, entries, list(ignore)
+        str(getattr(data, "source", data)),
+        split,
+        tta,
+        names,
+        variant,
+        entries,
+        list(ignore),
+        detector,
+        align if detector else None,
     )
 
 
@@ -161,6 +238,17 @@ def markdown_report(result: EvalResult) -> str:
         f"Data: `{result.data}`"
         + (f" (model classes ignored: {', '.join(result.ignored)})" if result.ignored else ""),
         "",
+    ]
+    if result.detector:
+        found = result.entries[0].faces_found if result.entries else 0
+        n = result.entries[0].report.n if result.entries else 0
+        lines += [
+            f"Through detection: detector `{result.detector}`, alignment `{result.align}`; a face was "
+            f"found in {found} of {n} photos, and a photo without one counts as wrong "
+            "(the `no face` column).",
+            "",
+        ]
+    lines += [
         "| model | accuracy | 95% CI | balanced acc. | macro-F1 | top-2 | ECE | ms/face |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ferkit.errors import UnknownNameError
 from ferkit.framing import CROP_MARGIN, DETECTOR_MARGIN, frame_eyes, frame_face
 from ferkit.imageio import to_rgb
 from ferkit.runtime.classifier import EnsembleClassifier, OnnxClassifier, load_model
@@ -67,6 +68,21 @@ class Face:
         return out
 
 
+ALIGN_MODES = ("none", "level", "eyes")
+
+
+def check_align(align: bool | str | None) -> str:
+    """``none``, ``level`` (eyes rotated level) or ``eyes`` (eyes where FER-2013's sit); ``True``
+    and ``False`` (the older flag) mean ``level`` and ``none``."""
+    if align is None or align is False:
+        return "none"
+    if align is True:
+        return "level"
+    if align not in ALIGN_MODES:
+        raise UnknownNameError("alignment", str(align), ALIGN_MODES)
+    return str(align)
+
+
 def crop_face(
     image: np.ndarray,
     detection: Detection,
@@ -80,15 +96,23 @@ def crop_face(
     ``align=True`` (or ``"level"``) rotates the face so the eyes are level; ``"eyes"`` also
     scales and shifts it so the eyes sit where FER-2013's do (``frame_eyes``).
     """
+    align = check_align(align)
     has_eyes = detection.landmarks is not None and len(detection.landmarks) >= 2
     if align == "eyes" and has_eyes:
         left, right = detection.landmarks[:2]
         return frame_eyes(to_gray(image), tuple(left), tuple(right), size)
     angle = 0.0
-    if align and has_eyes:
+    if align == "level" and has_eyes:
         (lx, ly), (rx, ry) = detection.landmarks[:2]
         angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
     return frame_face(to_gray(image), detection.box, size, margin, angle)
+
+
+def make_detector(name: str, min_face: int = 20, **detector_args) -> FaceDetector:
+    """A detector by name, told the smallest face side where it takes one (as ``Recognizer``)."""
+    if name in ("haar", "auto", "blazeface", "hog"):
+        detector_args.setdefault("min_size", min_face)
+    return create_detector(name, **detector_args)
 
 
 class Recognizer:
@@ -100,23 +124,22 @@ class Recognizer:
         detector: str | FaceDetector = "auto",
         *,
         margin: float | None = None,
-        align: bool = False,
+        align: bool | str = "none",
         tta: str = "flip",
         min_face: int = 20,
         threads: int | None = None,
         **detector_args,
     ):
         check_tta(tta)
+        align = check_align(align)
         # A name or path is loaded here; anything else is a loaded model (load_model's result).
         self.classifier = model if hasattr(model, "predict_proba") else load_model(model, threads=threads)
         if isinstance(detector, str):
-            if detector in ("haar", "auto", "blazeface", "hog"):
-                detector_args.setdefault("min_size", min_face)
-            detector = create_detector(detector, **detector_args)
+            detector = make_detector(detector, min_face, **detector_args)
         self.detector = detector
         if margin is None:  # ready-made crops (detector "none") are framed as dataset readers do
             margin = CROP_MARGIN if getattr(detector, "name", "") == "none" else DETECTOR_MARGIN
-        self.margin, self.align, self.tta = margin, align, tta
+        self.margin, self.align, self.tta = margin, check_align(align), tta
 
     @property
     def labels(self) -> tuple[str, ...]:

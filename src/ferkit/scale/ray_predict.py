@@ -94,7 +94,7 @@ class RecognizeOptions:
     model_bytes: bytes | None
     detector: str = "auto"
     min_face: int = 20
-    align: bool = False
+    align: bool | str = "none"
     tta: str = "flip"
     threads: int = 1
     batch_size: int = 16
@@ -248,7 +248,7 @@ def predict_ray(
     model: str | os.PathLike = "default",
     detector: str = "auto",
     min_face: int = 20,
-    align: bool = False,
+    align: bool | str = "none",
     tta: str = "flip",
     address: str | None = None,
     workers: int | None = None,

@@ -4,6 +4,7 @@ Usage::
 
     python bench/peers.py MODEL [MODEL ...] [--data fer2013.tar.gz] [--peer-python PATH]
         [--faceapi ~/.cache/ferkit/npm/vladmandic-face-api-1.7.15.tgz]
+        [--human ~/.cache/ferkit/npm/vladmandic-human-3.3.6.tgz]
 
 MODEL: anything ``ferkit eval`` takes (shipped name, .onnx, run folder). Peers run in their
 own virtualenv (they need TensorFlow / an older torch stack; they are not ferkit
@@ -18,7 +19,9 @@ dependencies). Make it once::
 ``--faceapi`` adds face-api's expression network (npm ``@vladmandic/face-api``, fetched by
 ``tools/fetch_npm_weights.sh``), imported by ``ferkit import faceapi`` into a temporary ONNX
 file and run by ONNX Runtime like a ferkit model (its 112x112 RGB input is filled from the
-same grey crops).
+same grey crops). ``--human`` adds the emotion network of npm ``@vladmandic/human`` (a
+mini-Xception from oarriaga/face_classification, 64x64 grey in [-1, 1]), converted by
+``ferkit import tfjs`` and checked against TensorFlow.js where it is installed.
 
 Prints accuracy, macro-F1 and ms/face for each, classifying the crops directly (no face
 detection: every model sees the same faces); each model's classes are matched to the
@@ -51,6 +54,7 @@ def main() -> None:
     parser.add_argument("--split", default="PrivateTest")
     parser.add_argument("--peer-python", default=os.path.expanduser("~/.cache/ferkit/peers-venv/bin/python"))
     parser.add_argument("--faceapi", help="face-api's npm tarball: add its expression network as a peer")
+    parser.add_argument("--human", help="@vladmandic/human's npm tarball: add its emotion network as a peer")
     args = parser.parse_args()
     ds = load_dataset(args.data)
     test = ds.pick(args.split)
@@ -62,6 +66,12 @@ def main() -> None:
 
         report = import_faceapi_expression(args.faceapi, Path(work.name, "faceapi.onnx"))
         specs.append((f"face-api expression {report.source['version']} (peer)", str(report.path)))
+    if args.human:
+        from ferkit.importers.tfjs_onnx import FER2013_NAMES, import_tfjs
+
+        out = Path(work.name, "human_emotion.onnx")
+        report = import_tfjs(args.human, out, model="emotion", labels=FER2013_NAMES, mean=[0.5], std=[0.5])
+        specs.append((f"human emotion {report.source['version']} (peer)", str(report.path)))
     for name, spec in specs:
         predictor = load_model(spec)
         predictor.predict_proba(test.images[:64])  # warm-up

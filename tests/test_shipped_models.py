@@ -54,7 +54,11 @@ def test_card_is_complete_in_onnx_and_json(name):
         assert abs(sum(json_card["member_weights"]) - 1) < 1e-4
     else:
         onnx_card = OnnxClassifier(WEIGHTS_DIR / f"{name}.onnx").card.to_dict()
-    for key in REQUIRED:
+    # a head is fitted in one go (no epochs); its backbones are shipped models with full cards
+    required = [k for k in REQUIRED if k != "epochs"] if json_card.get("kind") == "head" else REQUIRED
+    if json_card.get("kind") == "head":
+        assert all(member in SHIPPED for member in json_card["members"]), json_card["members"]
+    for key in required:
         assert key in onnx_card and key in json_card, key
     assert json_card["labels"] == onnx_card["labels"]
     assert "MIT" in json_card["license"] and onnx_card["license"] == json_card["license"]
@@ -73,6 +77,45 @@ def test_stated_accuracy_reproduces(name, tta, shared):
     data = shared / ("fer2013new.csv" if card.get("label_set") == "ferplus" else "fer2013.tar.gz")
     result = evaluate_models([name], data, split="PrivateTest", tta=tta)
     assert result.entries[0].report.accuracy == pytest.approx(card["metrics"][key]["accuracy"], abs=0.001)
+
+
+WITH_SFEW = [
+    n for n in SHIPPED if "SFEW_Val" in json.loads((WEIGHTS_DIR / f"{n}.json").read_text())["metrics"]
+]
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", WITH_SFEW)
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_stated_sfew_accuracy_reproduces(name, tta, shared):
+    """Cards that state an SFEW 2.0 Val figure (the wild model's) reproduce it."""
+    sfew = shared.parent / "sfew"
+    if not sfew.is_dir():
+        pytest.skip(f"no SFEW 2.0 at {sfew}")
+    card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    key = "SFEW_Val" if tta == "none" else f"SFEW_Val_tta_{tta}"
+    result = evaluate_models([name], sfew, split="Val", tta=tta)
+    assert result.entries[0].report.accuracy == pytest.approx(card["metrics"][key]["accuracy"], abs=0.001)
+
+
+def test_wild_model_is_a_head_on_a_shipped_backbone():
+    """`wild`: a few kilobytes of head on `ferplus`'s features, stated on SFEW with per-class
+    F1 and the confusion matrix, and runs like any model."""
+    import numpy as np
+
+    from ferkit.runtime.classifier import HeadClassifier, load_model
+
+    card = json.loads((WEIGHTS_DIR / "wild.json").read_text())
+    assert card["kind"] == "head" and card["members"] == ["ferplus"]
+    assert (WEIGHTS_DIR / "wild.onnx").stat().st_size < 50_000
+    sfew = card["metrics"]["SFEW_Val_tta_flip"]
+    assert len(sfew["confusion"]) == 7 and sum(map(sum, sfew["confusion"])) == sfew["n"] == 431
+    assert set(sfew["per_class_f1"]) == set(card["labels"])
+    clf = load_model("wild")
+    assert isinstance(clf, HeadClassifier) and clf.labels == tuple(card["labels"])
+    faces = np.random.default_rng(0).integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    probs = clf.predict_proba(faces)
+    assert probs.shape == (4, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
 def test_ensemble_is_the_weighted_mean_of_its_members(tmp_path):

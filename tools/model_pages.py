@@ -28,7 +28,12 @@ from ferkit.runtime.classifier import load_model
 from ferkit.utils import cpu_description
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "models"
-SPLIT_NAMES = {"PrivateTest": "PrivateTest", "PrivateTest_tta_flip": "PrivateTest, flip TTA"}
+SPLIT_NAMES = {
+    "PrivateTest": "PrivateTest",
+    "PrivateTest_tta_flip": "PrivateTest, flip TTA",
+    "SFEW_Val": "SFEW 2.0 Val",
+    "SFEW_Val_tta_flip": "SFEW 2.0 Val, flip TTA",
+}
 RECIPE_KEYS = (
     "model",
     "model_args",
@@ -95,8 +100,13 @@ def _pct(value) -> str:
 def page(name: str, card: ModelCard, size: int, faces_per_s: float, cpu: str, test_name: str) -> str:
     default = " (the default)" if name == default_model_name() else ""
     lines = [f"# `{name}`{default}", ""]
-    kind = "an ensemble" if card.members else f"`{card.architecture}`"
-    quant = card.get("quantization") or "float32"
+    if card.kind == "head":
+        kind = (
+            f"a classifier head on the features of {', '.join(f'`{m}`' for m in card.members)} (as shipped)"
+        )
+    else:
+        kind = "an ensemble" if card.members else f"`{card.architecture}`"
+    quant = card.get("quantization") or ("a float32 head" if card.kind == "head" else "float32")
     lines += [
         f"{kind}; {quant.split(' (')[0]}. Use it as `ferkit predict --model {name}` or "
         f'`ferkit.Recognizer("{name}")`.',
@@ -107,6 +117,11 @@ def page(name: str, card: ModelCard, size: int, faces_per_s: float, cpu: str, te
         f"| input | {card.input_size}x{card.input_size} {card.color} |",
         f"| file size | {size / 1e6:.2f} MB |",
     ]
+    if card.kind == "head":
+        own = resolve_model(name).stat().st_size
+        lines[-1] = (
+            f"| file size | {own / 1e6:.2f} MB, and its backbones' {(size - own) / 1e6:.2f} MB (shipped) |"
+        )
     if card.get("parameters"):
         lines.append(f"| parameters | {int(card.get('parameters')):,} |")
     macs = card.get("macs")
@@ -131,16 +146,32 @@ def page(name: str, card: ModelCard, size: int, faces_per_s: float, cpu: str, te
             f"{m.get('macro_f1', 0):.4f} | {_pct(m.get('balanced_accuracy'))} | {m.get('ece', 0):.4f} | "
             f"{m.get('n', '')} |"
         )
-    f1 = next(iter(card.metrics.values()), {}).get("per_class_f1") or {}
-    flip_f1 = card.metrics.get("PrivateTest_tta_flip", {}).get("per_class_f1") or {}
+    main = "SFEW_Val" if card.kind == "head" and "SFEW_Val" in card.metrics else "PrivateTest"
+    f1 = card.metrics.get(main, next(iter(card.metrics.values()), {})).get("per_class_f1") or {}
+    flip_f1 = card.metrics.get(f"{main}_tta_flip", {}).get("per_class_f1") or {}
     if f1:
-        lines += ["", "Per-class F1:", "", "| class | F1 | F1 with flip TTA |", "| --- | ---: | ---: |"]
+        lines += ["", f"Per-class F1 on {SPLIT_NAMES.get(main, main)}:", ""]
+        lines += ["| class | F1 | F1 with flip TTA |", "| --- | ---: | ---: |"]
         for label, value in f1.items():
             flip = f"{flip_f1[label]:.3f}" if label in flip_f1 else "-"
             lines.append(f"| {label} | {value:.3f} | {flip} |")
+    confusion = card.metrics.get(f"{main}_tta_flip", {}).get("confusion")
+    if confusion:
+        lines += ["", f"Confusion matrix on {SPLIT_NAMES.get(main, main)}, flip TTA (rows: true class):", ""]
+        lines.append("| true \\ predicted | " + " | ".join(card.labels) + " |")
+        lines.append("| --- |" + " ---: |" * len(card.labels))
+        for label, row in zip(card.labels, confusion, strict=True):
+            lines.append(f"| **{label}** | " + " | ".join(str(v) for v in row) + " |")
     if (DOCS / "img" / f"{name}-confusion.png").exists():
         lines += ["", f"![Confusion matrix of {name}](img/{name}-confusion.png)"]
-    if card.members:
+    if card.kind == "head":
+        lines += ["", "## Backbones", ""]
+        lines.append(
+            "The faces go through these shipped models as they are; the head classifies "
+            f"{card.get('head_input') or 'their joined features'}:"
+        )
+        lines += ["", *(f"- `{m}`" for m in card.members)]
+    elif card.members:
         lines += ["", "## Members", "", "| member | weight |", "| --- | ---: |"]
         weights = card.get("weights") or [1 / len(card.members)] * len(card.members)
         for member, weight in zip(card.members, weights, strict=False):
@@ -153,12 +184,23 @@ def page(name: str, card: ModelCard, size: int, faces_per_s: float, cpu: str, te
             if isinstance(shown.get(key), str):
                 shown[key] = Path(shown[key]).name  # the file, not where it lay
         data = recipe.get("data")
-        if data:
+        if data and card.kind == "head":
+            backbones = " ".join(card.members)
+            lines.append(
+                f"Fitted on `{Path(str(data)).name}` ({recipe.get('split')}) with `ferkit adapt {backbones}`:"
+            )
+            lines.append("")
+            shown = {
+                k: recipe[k]
+                for k in ("split", "weight_decay", "weight_decay_cv", "augment", "fit")
+                if k in recipe
+            }
+        elif data:
             lines.append(f"Trained on `{Path(str(data)).name}` with `ferkit train`:")
             lines.append("")
         lines += ["```yaml", *(f"{k}: {json.dumps(v)}" for k, v in shown.items()), "```"]
         aug = recipe.get("augment")
-        if aug:
+        if isinstance(aug, dict) and aug:
             lines += ["", "Augmentation: " + ", ".join(f"{k} {v}" for k, v in aug.items() if v), ""]
     lines += ["", "## Licence", "", card.get("license") or "MIT", ""]
     return "\n".join(lines)
@@ -167,15 +209,20 @@ def page(name: str, card: ModelCard, size: int, faces_per_s: float, cpu: str, te
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, help="folder with fer2013.tar.gz and fer2013new.csv")
+    parser.add_argument("--only", nargs="*", help="rewrite these models' pages only (the index stays)")
     args = parser.parse_args()
     (DOCS / "img").mkdir(parents=True, exist_ok=True)
     cpu = cpu_description()
     rows = []
     for name in shipped_models():
+        if args.only and name not in args.only:
+            continue
         path = resolve_model(name)
         card = ModelCard.read(path)
         size = model_bytes(path, card.members)
         data, test_name = data_for(card, args.data) if args.data else (None, data_for(card, Path())[1])
+        if card.kind == "head" and "SFEW_Val" in card.metrics:
+            test_name += " and SFEW 2.0 Val"
         if data is not None:
             confusion_picture(name, data, DOCS / "img" / f"{name}-confusion.png")
         rate = speed(name)
@@ -201,7 +248,8 @@ def main() -> None:
         "These pages are written by `python tools/model_pages.py --data DATASETS_DIR` from the cards.",
         "",
     ]
-    (DOCS / "index.md").write_text("\n".join(index))
+    if not args.only:
+        (DOCS / "index.md").write_text("\n".join(index))
 
 
 if __name__ == "__main__":

@@ -176,6 +176,7 @@ def metrics_from_eval(eval_json: dict[str, Any]) -> dict[str, Any]:
             "balanced_accuracy": report["balanced_accuracy"],
             "ece": entry["ece"],
             "per_class_f1": {name: m["f1"] for name, m in report["per_class"].items()},
+            "confusion": report["confusion"],  # rows: true class, columns: predicted
             "n": report["n"],
         }
     }

@@ -43,34 +43,73 @@ class _Carded:
         return self.card.input_size
 
 
-def _widen_int4(path: Path) -> bytes:
-    """The model with its INT4 initializers as INT8 of the same values (serialised)."""
-    import onnx
+def _widen_int4(model):
+    """The model (a proto, changed in place) with its INT4 initializers as INT8 of the same values."""
     from onnx import TensorProto, numpy_helper
 
-    model = onnx.load(str(path))
     for t in model.graph.initializer:
         if t.data_type == TensorProto.INT4:
             t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.int8), t.name))
-    return model.SerializeToString()
+    return model
+
+
+FEATURES = "features"  # the extra output of a backbone: the input of its last layer
+
+
+def with_features_output(model, source: str):
+    """The model (a proto, changed in place) also returning ``features``: the tensor its last
+    fully connected layer (Gemm, or MatMul + Add) reads, as that layer sees it (int8 models:
+    after the quantise-dequantise pair). The features a classifier head is fitted on."""
+    from onnx import TensorProto, helper
+
+    producer = {out: node for node in model.graph.node for out in node.output}
+    softmax = [n for n in model.graph.node if n.op_type == "Softmax"]
+    tensor = softmax[0].input[0] if len(softmax) == 1 else None
+    while tensor in producer and producer[tensor].op_type in ("QuantizeLinear", "DequantizeLinear", "Add"):
+        node = producer[tensor]
+        if node.op_type == "Add" and not (
+            node.input[0] in producer and producer[node.input[0]].op_type == "MatMul"
+        ):
+            break
+        tensor = node.input[0]
+    layer = producer.get(tensor) if tensor else None
+    if layer is None or layer.op_type not in ("Gemm", "MatMul"):
+        raise ModelError(
+            f"{source}: no last fully connected layer before a softmax: not usable as a backbone"
+        )
+    model.graph.node.append(
+        helper.make_node("Identity", [layer.input[0]], [FEATURES], name="ferkit_features")
+    )
+    model.graph.output.append(helper.make_tensor_value_info(FEATURES, TensorProto.FLOAT, None))
+    return model
 
 
 class OnnxClassifier(_Carded):
     """An exported ferkit model (``.onnx``) on ONNX Runtime's CPU provider."""
 
     def __init__(
-        self, path: str | os.PathLike, *, threads: int | None = None, providers: list[str] | None = None
+        self,
+        path: str | os.PathLike,
+        *,
+        threads: int | None = None,
+        providers: list[str] | None = None,
+        features: bool = False,
     ):
         self.path = Path(path)
         if not self.path.exists():
             raise ModelError(f"{self.path}: model file not found")
         self.session = self._session(str(self.path), threads, providers)
         meta = self.session.get_modelmeta().custom_metadata_map
-        if INT4_WEIGHTS in meta.get("quantization", ""):
-            # stored 4-bit (export.quantize_int8(weight_bits=4)); widened to int8 here so
-            # ONNX Runtime runs its int8 kernels (left as int4 it dequantises every call:
-            # 6.7 instead of 1.2 ms a face for full-width vgg_fer)
-            self.session = self._session(_widen_int4(self.path), threads, providers)
+        # stored 4-bit (export.quantize_int8(weight_bits=4)): widened to int8 so ONNX Runtime
+        # runs its int8 kernels (left as int4 it dequantises every call: 6.7 instead of 1.2 ms
+        # a face for full-width vgg_fer); a backbone also returns its features (``features``)
+        if features or INT4_WEIGHTS in meta.get("quantization", ""):
+            import onnx
+
+            proto = _widen_int4(onnx.load(str(self.path)))
+            if features:
+                with_features_output(proto, str(self.path))
+            self.session = self._session(proto.SerializeToString(), threads, providers)
         self.card = ModelCard.from_metadata(meta, str(self.path))
         self.input_name = self.session.get_inputs()[0].name
 
@@ -120,6 +159,57 @@ class OnnxClassifier(_Carded):
         ]
         return np.concatenate(out).astype(np.float32)
 
+    def features(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """The (N, D) features its last layer reads (a model opened with ``features=True``)."""
+        names = [o.name for o in self.session.get_outputs()]
+        if FEATURES not in names:
+            raise ModelError(f"{self.path}: opened without features=True")
+        x = self.prepare(faces)
+        out = [
+            self.session.run([FEATURES], {self.input_name: x[i : i + batch_size]})[0]
+            for i in range(0, len(x), batch_size)
+        ]
+        feats = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        return feats.reshape(len(feats), -1).astype(np.float32)
+
+
+class HeadClassifier(_Carded):
+    """A classifier head fitted on shipped models' features (``ferkit adapt``).
+
+    The ``.onnx`` file holds the head alone (features in, probabilities out; its card has
+    ``kind: head`` and names the backbones in ``members``). Each face goes through every
+    backbone (as its own classifier frames it), their features are joined and the head
+    classifies them: a new class set or a new domain for a few kilobytes.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, *, threads: int | None = None, head: OnnxClassifier | None = None
+    ):
+        self.path = Path(path)
+        self.head = head or OnnxClassifier(self.path, threads=threads)
+        card = self.head.card
+        if card.kind != "head" or not card.members:
+            raise ModelError(
+                f"{self.path}: not a head model (needs kind 'head' and its backbones as members)"
+            )
+        self.backbones = [
+            OnnxClassifier(member_path(self.path, m), threads=threads, features=True) for m in card.members
+        ]
+        self.card = card
+
+    @property
+    def input_size(self) -> int:
+        return max(b.input_size for b in self.backbones)
+
+    def features(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        return np.concatenate([b.features(faces, batch_size) for b in self.backbones], axis=1)
+
+    def predict_proba(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        feats = self.features(faces, batch_size)
+        if len(feats) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return self.head.session.run(None, {self.head.input_name: feats})[0].astype(np.float32)
+
 
 class EnsembleClassifier(_Carded):
     """Several ferkit ONNX models as one: the weighted mean of their probabilities.
@@ -160,7 +250,8 @@ def load_classifier(path: str | os.PathLike, *, threads: int | None = None):
     """An ``.onnx`` model or an ensemble card (``.json``) -> a classifier with predict_proba."""
     if Path(path).suffix == ".json":
         return EnsembleClassifier(path, threads=threads)
-    return OnnxClassifier(path, threads=threads)
+    clf = OnnxClassifier(path, threads=threads)
+    return HeadClassifier(path, threads=threads, head=clf) if clf.card.kind == "head" else clf
 
 
 def load_model(spec: str | os.PathLike, *, threads: int | None = None):

@@ -1,0 +1,153 @@
+"""Classifier heads on shipped models' features (``ferkit adapt``, ``HeadClassifier``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from ferkit.data.folder import write_image_folder
+from ferkit.errors import FerkitError, ModelError
+from ferkit.runtime.catalog import WEIGHTS_DIR
+from ferkit.runtime.classifier import HeadClassifier, OnnxClassifier, load_model, with_features_output
+from ferkit.train.head import fit_head
+
+
+def _two_class_folder(tmp_path, n=24):
+    """Faces of two made-up classes that a good backbone tells apart: bright upper half
+    ("up") against bright lower half ("down"), with noise; written as a labelled folder."""
+    from ferkit.data import FaceDataset
+    from ferkit.labels import LabelSet
+
+    rng = np.random.default_rng(0)
+    images, labels = [], []
+    for k in range(2 * n):
+        face = rng.normal(90, 25, (48, 48))
+        half = slice(0, 24) if k % 2 == 0 else slice(24, 48)
+        face[half] += 90
+        images.append(np.clip(face, 0, 255).astype(np.uint8))
+        labels.append(k % 2)
+    splits = np.array(["Training"] * (2 * n - 8) + ["PrivateTest"] * 8)
+    ds = FaceDataset(np.stack(images), np.array(labels), splits, LabelSet("custom", ("down", "up")), "made")
+    return write_image_folder(ds, tmp_path / "faces")
+
+
+def _value(model, tensor):
+    """A tensor of an ONNX graph: an initializer, or the DequantizeLinear of initializers."""
+    init = {t.name: t for t in model.graph.initializer}
+    if tensor in init:
+        return onnx.numpy_helper.to_array(init[tensor]).astype(np.float32)
+    dq = {o: n for n in model.graph.node for o in n.output}[tensor]
+    assert dq.op_type == "DequantizeLinear", dq.op_type
+    q, scale = _value(model, dq.input[0]), _value(model, dq.input[1])
+    zero = _value(model, dq.input[2]) if len(dq.input) > 2 and dq.input[2] else 0.0
+    axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+    shape = [1] * q.ndim
+    if np.ndim(scale):
+        shape[axis] = -1
+    return (q - np.reshape(zero, shape)) * np.reshape(scale, shape)
+
+
+def test_features_are_what_the_last_layer_reads():
+    """The features output is the input of the last fully connected layer: applying that
+    layer's weights to it gives the model's own probabilities."""
+    clf = OnnxClassifier(WEIGHTS_DIR / "tiny.onnx")
+    faces = np.random.default_rng(1).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    for name in ("fast", "ferplus"):
+        backbone = OnnxClassifier(WEIGHTS_DIR / f"{name}.onnx", features=True)
+        feats = backbone.features(faces)
+        assert feats.shape == (5, 512)
+        model = onnx.load(str(WEIGHTS_DIR / f"{name}.onnx"))
+        gemm = [n for n in model.graph.node if n.op_type == "Gemm"][-1]
+        logits = feats @ _value(model, gemm.input[1]).T + _value(model, gemm.input[2])
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        # the graph quantises the logits once more before its softmax: close, not equal
+        np.testing.assert_allclose(probs, backbone.predict_proba(faces), atol=0.03)
+    with pytest.raises(ModelError, match="opened without features=True"):
+        clf.features(faces)
+
+
+def test_a_model_without_a_final_dense_layer_is_refused(tmp_path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["pixels"], ["probabilities"], axis=1)],
+        "g",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 7])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["n", 7])],
+    )
+    with pytest.raises(ModelError, match="no last fully connected layer"):
+        with_features_output(helper.make_model(graph), "odd.onnx")
+
+
+def test_fit_a_head_and_run_it_like_any_model(tmp_path):
+    folder = _two_class_folder(tmp_path)
+    out = tmp_path / "updown.onnx"
+    report = fit_head(["fast"], folder, out, split="Training")
+    assert report.labels == ["down", "up"] and report.feature_dim == 512 and report.n_train == 40
+    assert set(report.cv_accuracy) == {0.01, 0.03, 0.1, 0.3, 1.0, 3.0}
+    assert report.weight_decay == max(report.cv_accuracy, key=report.cv_accuracy.get)
+    assert report.train_accuracy >= 0.9
+
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["kind"] == "head" and card["members"] == ["fast"] and card["labels"] == ["down", "up"]
+    assert card["recipe"]["data"] == "faces" and "fitted on faces" in card["license"]
+
+    clf = load_model(str(out))
+    assert isinstance(clf, HeadClassifier) and clf.labels == ("down", "up") and clf.input_size == 48
+    from ferkit.data import load_dataset
+
+    test = load_dataset(folder, labels="custom").pick("PrivateTest")
+    probs = clf.predict_proba(test.images)
+    assert probs.shape == (8, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert (probs.argmax(1) == test.labels).mean() >= 0.75  # unseen faces of the two classes
+
+    # the head is the standardised logistic regression it was fitted as
+    feats = clf.features(test.images)
+    head = onnx.load(str(out))
+    init = {t.name: onnx.numpy_helper.to_array(t) for t in head.graph.initializer}
+    z = feats @ init["head.weight"].T + init["head.bias"]
+    np.testing.assert_allclose(probs, np.exp(z) / np.exp(z).sum(1, keepdims=True), atol=1e-5)
+
+    # through evaluation and recognition like a single model
+    from ferkit.evaluate.run import evaluate_models
+    from ferkit.runtime.recognize import Recognizer
+
+    result = evaluate_models([str(out)], folder, split="PrivateTest", tta="flip", variant="fer2013")
+    assert result.entries[0].report.n == 8
+    face = Recognizer(str(out), detector="none").recognize(test.images[0])[0]
+    assert face.label in ("down", "up")
+
+
+def test_fixed_weight_decay_and_bad_inputs(tmp_path):
+    folder = _two_class_folder(tmp_path, n=12)
+    report = fit_head(["fast"], folder, tmp_path / "h.onnx", split="Training", weight_decay=0.1)
+    assert report.weight_decay == 0.1 and report.cv_accuracy == {}
+    with pytest.raises(FerkitError, match="not an ensemble card"):
+        fit_head(["ensemble"], folder, tmp_path / "x.onnx", split="Training")
+    with pytest.raises(ModelError, match="no last fully connected layer"):
+        fit_head(["tiny"], folder, tmp_path / "x.onnx", split="Training")
+    with pytest.raises(FerkitError, match="0 or more"):
+        fit_head(["fast"], folder, tmp_path / "x.onnx", weight_decay=-1)
+    with pytest.raises(FerkitError, match="at least one backbone"):
+        fit_head([], folder, tmp_path / "x.onnx")
+    few = _two_class_folder(tmp_path / "few", n=6)  # 4 training faces
+    with pytest.raises(FerkitError, match="4 training faces in 2 classes: too few"):
+        fit_head(["fast"], few, tmp_path / "x.onnx", split="Training")
+
+
+def test_cli_adapt(tmp_path):
+    folder = _two_class_folder(tmp_path, n=12)
+    out = tmp_path / "cli.onnx"
+    cmd = [sys.executable, "-m", "ferkit", "adapt", "fast", "--data", str(folder), "--split", "Training"]
+    done = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "2 classes on 512 features of fast" in done.stdout and "5-fold CV" in done.stdout
+    assert out.is_file() and out.with_suffix(".json").is_file()
+    bad = subprocess.run([*cmd, "--out", str(tmp_path / "x.pt")], capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "ends in .onnx" in bad.stderr

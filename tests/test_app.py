@@ -260,3 +260,15 @@ def test_a_silent_websocket_is_closed():
     app = create_app(AppConfig(workers=1, allowed_hosts=("testserver",), ws_idle_timeout=0.3))
     with TestClient(app).websocket_connect("/api/v1/stream") as ws:
         assert ws.receive_json()["error"]["code"] == "idle"  # nothing sent: the server ends it
+
+
+def test_a_head_model_and_alignment_serve_like_any_other():
+    """`--model wild --align eyes`: the head model (backbone + head) behind the same API."""
+    app = create_app(AppConfig(model="wild", align="eyes", workers=1, allowed_hosts=("testserver",)))
+    with TestClient(app) as client:
+        assert client.get("/api/v1/models").json()["serving"]["model"].endswith("wild.onnx")
+        r = post(client, GRACE)
+        assert r.status_code == 200, r.text
+        (face,) = r.json()["faces"]
+        assert set(face["probs"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+        assert abs(sum(face["probs"].values()) - 1) < 1e-3

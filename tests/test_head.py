@@ -151,3 +151,21 @@ def test_cli_adapt(tmp_path):
     assert out.is_file() and out.with_suffix(".json").is_file()
     bad = subprocess.run([*cmd, "--out", str(tmp_path / "x.pt")], capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "ends in .onnx" in bad.stderr
+
+
+def test_predict_with_the_shipped_wild_model(tmp_path):
+    from pathlib import Path
+
+    photos = Path(__file__).resolve().parents[1] / "examples" / "photos"
+    out = tmp_path / "wild.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "ferkit", "predict", str(photos), "--model", "wild", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 7  # the sample photos' faces, as with the default model
+    happy = [r for r in records if "eileen_collins" in r["file"]]
+    assert happy and happy[0]["label"] == "happy"

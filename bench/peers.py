@@ -67,10 +67,11 @@ def main() -> None:
         report = import_faceapi_expression(args.faceapi, Path(work.name, "faceapi.onnx"))
         specs.append((f"face-api expression {report.source['version']} (peer)", str(report.path)))
     if args.human:
-        from ferkit.importers.tfjs_onnx import FER2013_NAMES, import_tfjs
+        from ferkit.importers.tfjs_onnx import import_tfjs
+        from ferkit.labels import FER2013
 
         out = Path(work.name, "human_emotion.onnx")
-        report = import_tfjs(args.human, out, model="emotion", labels=FER2013_NAMES, mean=[0.5], std=[0.5])
+        report = import_tfjs(args.human, out, model="emotion", labels=FER2013.names, mean=[0.5], std=[0.5])
         specs.append((f"human emotion {report.source['version']} (peer)", str(report.path)))
     for name, spec in specs:
         predictor = load_model(spec)

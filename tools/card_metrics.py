@@ -34,10 +34,9 @@ def main() -> None:
     card = ModelCard.read(args.model)
     for path in args.evals:
         result = json.loads(path.read_text())
-        if Path(result["entries"][0]["name"]).name != args.model.name and result["entries"][0]["name"] != str(
-            args.model
-        ):
-            print(f"note: {path} evaluated {result['entries'][0]['name']}")
+        evaluated = result["entries"][0]["name"]
+        if Path(evaluated).name != args.model.name:
+            print(f"note: {path} evaluated {evaluated}, not {args.model.name}")
         for key, value in metrics_from_eval(result).items():
             card.metrics[args.prefix + key] = value
             print(f"{args.prefix + key}: accuracy {value['accuracy']:.2%} (n = {value['n']})")

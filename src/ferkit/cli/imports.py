@@ -65,7 +65,8 @@ def tfjs(
     TensorFlow.js's own outputs. With --labels it becomes a ferkit model (card, [0, 1] pixels in,
     probabilities out): ferkit predict --model OUT, ferkit eval OUT."""
     from ferkit.errors import FerkitError
-    from ferkit.importers.tfjs_onnx import FER2013_NAMES, import_tfjs
+    from ferkit.importers.tfjs_onnx import import_tfjs
+    from ferkit.labels import FER2013
     from ferkit.outputs import check_outputs
 
     def numbers(text: str, what: str) -> list[float]:
@@ -79,7 +80,7 @@ def tfjs(
     names = None
     if labels is not None:
         names = (
-            FER2013_NAMES if labels == "fer2013" else tuple(n.strip() for n in labels.split(",") if n.strip())
+            FER2013.names if labels == "fer2013" else tuple(n.strip() for n in labels.split(",") if n.strip())
         )
     outputs = {"--out": (out, "onnx")}
     if names is not None:

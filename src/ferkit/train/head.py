@@ -116,7 +116,7 @@ def fit_head(
     from ferkit.card import ModelCard, save_onnx
     from ferkit.data import load_dataset
     from ferkit.runtime.catalog import resolve_model
-    from ferkit.runtime.classifier import OnnxClassifier
+    from ferkit.runtime.classifier import OnnxClassifier, joined_features
     from ferkit.utils import cpu_description
 
     start = time.perf_counter()
@@ -137,9 +137,8 @@ def fit_head(
     counts = np.bincount(train.labels, minlength=len(ds.label_set.names))
     if len(train) < 2 * FOLDS or (counts > 0).sum() < 2:
         raise FerkitError(f"{data}: {len(train)} training faces in {(counts > 0).sum()} classes: too few")
-    mirrored_images = np.ascontiguousarray(train.images[:, :, ::-1])
-    plain = np.concatenate([n.features(train.images) for n in nets], 1)
-    mirrored = np.concatenate([n.features(mirrored_images) for n in nets], 1)
+    plain = joined_features(nets, train.images)
+    mirrored = joined_features(nets, np.ascontiguousarray(train.images[:, :, ::-1]))
     y, classes = train.labels, len(ds.label_set.names)
 
     cv: dict[float, float] = {}
@@ -166,7 +165,7 @@ def fit_head(
         normalization={"applied_in_graph": True, "where": "in each backbone"},
         recipe={
             "data": Path(data).name,  # the dataset, not where it lay
-            "split": train.splits[0] if len(train) else split,
+            "split": str(train.splits[0]),  # the split's own name (train -> Train)
             "weight_decay": weight_decay,
             "weight_decay_cv": {str(k): round(v, 4) for k, v in cv.items()},
             "augment": "each face and its mirror image",

@@ -3,21 +3,27 @@
 ONNX Runtime fuses a QDQ graph into u8s8 integer kernels; without VNNI (AVX2, AVX-512
 without VNNI) those sum pairs of products in int16 and saturate on large weights, so one
 file answered differently on different CPUs. These tests hold on any CPU: no shipped weight
-can saturate (a property of the file), and the optimised session agrees with the reference
-numerics (no graph fusion: dequantise, float operator, quantise) on the machine running them.
+can saturate and every quantised layer's bias is int32 (properties of the files), and the
+optimised session agrees with the reference numerics (no graph fusion: dequantise, float
+operator, quantise) on the machine running them.
 """
 
 import cv2
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
 from ferkit.card import ModelCard
 from ferkit.data import load_dataset
-from ferkit.export import SAFE_WEIGHT_MAX, saturating_weights, saturation_safe_weights
+from ferkit.export import (
+    SAFE_WEIGHT_MAX,
+    int32_biases,
+    reference_outputs,
+    saturating_weights,
+    saturation_safe_weights,
+)
 from ferkit.runtime.catalog import WEIGHTS_DIR
-from ferkit.runtime.classifier import OnnxClassifier, _widen_int4
+from ferkit.runtime.classifier import OnnxClassifier
 
 ONNX_FILES = sorted(
     p.relative_to(WEIGHTS_DIR).as_posix() for p in WEIGHTS_DIR.rglob("*.onnx") if "detectors" not in p.parts
@@ -40,16 +46,27 @@ def faces(shared):
     return images.astype(np.uint8), None
 
 
-def _reference(path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    model = _widen_int4(onnx.load(str(path))).SerializeToString()
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
 @pytest.mark.parametrize("name", ONNX_FILES)
 def test_no_shipped_weight_can_saturate(name):
     assert saturating_weights(onnx.load(str(WEIGHTS_DIR / name))) == []
+
+
+@pytest.mark.parametrize("name", ONNX_FILES)
+def test_quantised_layers_add_int32_biases(name):
+    """A float bias beside int8 weights is quantised by ONNX Runtime when it fuses the layer,
+    not by the reference numerics: the two then disagreed on 0.75% of PrivateTest answers."""
+    graph = onnx.load(str(WEIGHTS_DIR / name)).graph
+    inits = {t.name for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    float_biases = [
+        node.input[2]
+        for node in graph.node
+        if node.op_type in ("Conv", "Gemm")
+        and len(node.input) > 2
+        and node.input[2] in inits
+        and getattr(producer.get(node.input[1]), "op_type", None) == "DequantizeLinear"
+    ]
+    assert float_biases == []
 
 
 @pytest.mark.parametrize("name", PIXEL_MODELS)
@@ -59,11 +76,7 @@ def test_optimised_session_agrees_with_reference_numerics(name, faces):
     if clf.card.get("label_set") == "ferplus":
         labels = None  # scored on FER+ labels elsewhere; agreement is what this test is about
     optimised = clf.predict_proba(images, batch_size=64).argmax(1)
-    x = clf.prepare(images)
-    reference = _reference(clf.path)
-    ref_probs = np.concatenate(
-        [reference.run(None, {clf.input_name: x[i : i + 256]})[0] for i in range(0, len(x), 256)]
-    )
+    ref_probs = reference_outputs(clf.path, images)
     ref = ref_probs.argmax(1)
     if faces[1] is None:
         # generated faces are ambiguous: near-ties flip on any rounding, so only answers the
@@ -73,13 +86,40 @@ def test_optimised_session_agrees_with_reference_numerics(name, faces):
         optimised, ref = optimised[decided], ref[decided]
         assert decided.sum() >= 100
     agreement = float(np.mean(optimised == ref))
-    # 0.99, not 0.995: the fused kernels round requantisation slightly differently from the
-    # float reference; on an AVX-512 VNNI CPU (no saturation there) that alone left accurate
-    # at 0.9925 and half_kd_s1 at 0.9950 of PrivateTest; saturation on AVX2 left fast at 0.88-0.89
-    assert agreement >= 0.99, f"{name}: {agreement:.4f} of answers agree with the reference numerics"
+    assert agreement >= 0.995, f"{name}: {agreement:.4f} of answers agree with the reference numerics"
     if labels is not None:
         gap = abs(np.mean(optimised == labels) - np.mean(ref == labels)) * 100
         assert gap <= 0.2, f"{name}: accuracy differs by {gap:.2f} pt from the reference numerics"
+
+
+def test_int32_biases_round_as_the_fused_kernels_do(tmp_path):
+    """Int32 biases turned back into floats, then quantised again by ``int32_biases``: the
+    same integers, and the optimised session's outputs do not move."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(WEIGHTS_DIR / "tiny.onnx"))
+    inits = {t.name: t for t in model.graph.initializer}
+    producer = {out: node for node in model.graph.node for out in node.output}
+    original = {}
+    for node in list(model.graph.node):
+        bias_dq = producer.get(node.input[2]) if node.op_type == "Conv" and len(node.input) > 2 else None
+        if bias_dq is None or bias_dq.op_type != "DequantizeLinear":
+            continue
+        q = numpy_helper.to_array(inits[bias_dq.input[0]])
+        scale = numpy_helper.to_array(inits[bias_dq.input[1]])
+        original[node.input[2]] = q
+        model.graph.node.remove(bias_dq)
+        model.graph.initializer.append(numpy_helper.from_array((q * scale).astype(np.float32), node.input[2]))
+    onnx.save(model, str(tmp_path / "float_bias.onnx"))
+    assert int32_biases(model) == len(original) > 5
+    inits = {t.name: t for t in model.graph.initializer}
+    for name, q in original.items():
+        assert np.array_equal(numpy_helper.to_array(inits[f"{name}_quantized"]), q)
+    onnx.save(model, str(tmp_path / "int32_bias.onnx"))
+    x = np.random.default_rng(2).integers(0, 256, (64, 48, 48), dtype=np.uint8)
+    fused = OnnxClassifier(tmp_path / "int32_bias.onnx").predict_proba(x)
+    assert np.array_equal(fused, OnnxClassifier(tmp_path / "float_bias.onnx").predict_proba(x))
+    assert np.array_equal(fused, OnnxClassifier(WEIGHTS_DIR / "tiny.onnx").predict_proba(x))
 
 
 def test_saturation_safe_weights_keeps_the_function(tmp_path):
@@ -108,9 +148,9 @@ def test_saturation_safe_weights_keeps_the_function(tmp_path):
         if t.data_type == TensorProto.INT8:
             assert np.abs(numpy_helper.to_array(t).astype(np.int16)).max() <= SAFE_WEIGHT_MAX
     onnx.save(model, str(tmp_path / "safe.onnx"))
-    x = np.random.default_rng(1).random((32, 1, 48, 48), dtype=np.float32)
-    wide = _reference(tmp_path / "wide.onnx").run(None, {"pixels": x})[0]
-    safe = _reference(tmp_path / "safe.onnx").run(None, {"pixels": x})[0]
+    x = np.random.default_rng(1).integers(0, 256, (32, 48, 48), dtype=np.uint8)
+    wide = reference_outputs(tmp_path / "wide.onnx", x)
+    safe = reference_outputs(tmp_path / "safe.onnx", x)
     assert np.abs(wide - safe).max() < 0.1
     assert np.mean(wide.argmax(1) == safe.argmax(1)) >= 0.9
 

@@ -139,8 +139,8 @@ def quantize_int8(
     The card travels along; accuracy before and after is measured on ``eval_images``.
 
     ``weight_bits=4``: weights of ``INT4_MIN_SIZE`` values or more are rounded to 15 levels
-    a channel (``int4_weights``) and stored as int4, about half the file; the biases stay
-    float (an int32 bias would be tied to the int8 weight scale). The computation is still
+    a channel (``int4_weights``) and stored as int4, about half the file; the biases are
+    quantised afterwards, at the int4 weights' scales (``int32_biases``). The computation is still
     int8: ``OnnxClassifier`` widens the int4 weights to int8 when it loads the file, so ONNX
     Runtime runs its int8 kernels (``ferplus``: 3.87 MB instead of 7.14, FER+ accuracy within
     0.1 pt of int8).
@@ -187,6 +187,7 @@ def quantize_int8(
             how += f" ({SAFE_WEIGHT_LEVELS})"
         if weight_bits == 4:
             _int4_weights_in_place(model)
+            int32_biases(model)
             how = f"int8 static QDQ, per-channel {INT4_WEIGHTS} (stored 4-bit, run as int8)"
         del model.metadata_props[:]
         for entry in onnx.load(str(fp32_path)).metadata_props:
@@ -270,6 +271,64 @@ def _int4_weights_in_place(model) -> None:
     for opset in model.opset_import:
         if opset.domain in ("", "ai.onnx"):
             opset.version = max(opset.version, INT4_OPSET)
+
+
+def reference_outputs(path: str | os.PathLike, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """A quantised model's outputs on uint8 faces by the reference numerics: ONNX Runtime with
+    graph optimisation off (dequantise, float operator, quantise; no fused integer kernel),
+    the answers every CPU should give. ``OnnxClassifier(path).predict_proba`` is the fused
+    session the same faces go through in use."""
+    import onnx
+    import onnxruntime as ort
+
+    from ferkit.runtime.classifier import OnnxClassifier, _widen_int4
+
+    clf = OnnxClassifier(path, threads=2)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    model = _widen_int4(onnx.load(str(path))).SerializeToString()
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    x = clf.prepare(images)
+    return np.concatenate(
+        [session.run(None, {clf.input_name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
+    )
+
+
+def int32_biases(model) -> int:
+    """Store, in place, each float bias of a quantised layer (a Conv or Gemm whose input and
+    weight are dequantised int8) as int32 at scale input scale x weight scale, rounded as
+    ONNX Runtime rounds it when it fuses the layer into an integer kernel. Then the reference
+    numerics (no graph fusion) add the same bias as the fused kernel: with float biases the
+    two disagreed on 0.75% of PrivateTest answers (``accurate``), with int32 ones on 0.03%,
+    and the fused session's outputs do not change. Returns the number of biases changed."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    dequantise = []
+    for node in graph.node:
+        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3 or node.input[2] not in inits:
+            continue
+        x, w = producer.get(node.input[0]), producer.get(node.input[1])
+        if x is None or w is None or not x.op_type == w.op_type == "DequantizeLinear":
+            continue
+        name = node.input[2]
+        bias = numpy_helper.to_array(inits[name]).astype(np.float32)
+        scale = numpy_helper.to_array(inits[x.input[1]]).astype(np.float32)
+        scale = (scale * numpy_helper.to_array(inits[w.input[1]]).astype(np.float32)) * np.ones_like(bias)
+        q = np.rint(bias / scale).astype(np.int32)
+        graph.initializer.remove(inits[name])
+        names = [f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"]
+        for tensor, value in zip(names, (q, scale, np.zeros_like(q)), strict=True):
+            graph.initializer.append(numpy_helper.from_array(value, tensor))
+        dequantise.append(
+            helper.make_node("DequantizeLinear", names, [name], name=f"{name}_DequantizeLinear", axis=0)
+        )
+    for i, node in enumerate(dequantise):  # initializers' consumers first keeps the graph sorted
+        graph.node.insert(i, node)
+    return len(dequantise)
 
 
 def _int4_tensor(name: str, q: np.ndarray):

@@ -320,8 +320,8 @@ def int32_biases(model) -> int:
         scale = (scale * numpy_helper.to_array(inits[w.input[1]]).astype(np.float32)) * np.ones_like(bias)
         q = np.rint(bias / scale).astype(np.int32)
         graph.initializer.remove(inits[name])
-        names = [f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"]
-        for tensor, value in zip(names, (q, scale, np.zeros_like(q)), strict=True):
+        names = [f"{name}_quantized", f"{name}_scale"]  # no zero point: 0 is the default
+        for tensor, value in zip(names, (q, scale), strict=True):
             graph.initializer.append(numpy_helper.from_array(value, tensor))
         dequantise.append(
             helper.make_node("DequantizeLinear", names, [name], name=f"{name}_DequantizeLinear", axis=0)

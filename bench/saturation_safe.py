@@ -25,7 +25,7 @@ from pathlib import Path
 from ferkit.card import ModelCard, save_onnx
 from ferkit.data import load_dataset
 from ferkit.evaluate.run import card_metrics
-from ferkit.export import SAFE_WEIGHT_LEVELS, int32_biases, reference_outputs, saturation_safe_weights
+from ferkit.export import SAFE_WEIGHT_LEVELS, int32_biases, saturation_safe_weights
 from ferkit.runtime.catalog import WEIGHTS_DIR
 from ferkit.runtime.classifier import OnnxClassifier
 from ferkit.utils import cpu_description
@@ -78,8 +78,9 @@ def main() -> None:
         extra = dict(card.extra) | {"metrics_cpu": cpu}
         card = dataclasses.replace(card, metrics=after, extra=extra)
         save_onnx(model, card, path)
-        optimised = OnnxClassifier(path, threads=2).predict_proba(faces, batch_size=64).argmax(1)
-        agreement = (optimised == reference_outputs(path, faces).argmax(1)).mean()
+        clf = OnnxClassifier(path, threads=2)
+        optimised = clf.predict_proba(faces, batch_size=64).argmax(1)
+        agreement = (optimised == clf.reference_proba(faces).argmax(1)).mean()
         row = [name, changed, biases, figures(before) if before else "-", figures(after), f"{agreement:.4f}"]
         print("| " + " | ".join(map(str, row)) + " |", flush=True)
     if args.ensemble:

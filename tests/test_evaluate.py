@@ -266,7 +266,7 @@ def test_int4_stored_weights_run_as_the_int8_graph_they_encode(trained, tmp_path
     from onnx import numpy_helper
 
     import ferkit.export
-    from ferkit.export import _int4_tensor, int4_weights, quantize_int8, reference_outputs
+    from ferkit.export import _int4_tensor, int4_weights, quantize_int8
 
     monkeypatch.setattr(ferkit.export, "INT4_MIN_SIZE", 1000)  # the toy's weights are small
     data, _, onnx_path, _ = trained
@@ -297,7 +297,7 @@ def test_int4_stored_weights_run_as_the_int8_graph_they_encode(trained, tmp_path
     assert not [
         n for n in graph.node if n.op_type in ("Conv", "Gemm") and len(n.input) > 2 and n.input[2] in inits
     ]
-    ref = reference_outputs(q4.path, data.images)
+    ref = clf.reference_proba(data.images)
     assert np.mean(ref.argmax(1) == clf.predict_proba(data.images).argmax(1)) >= 0.995
     # loaded: the same graph with the int4 values held as int8 (no int4 tensor reaches ONNX Runtime)
     values = {n.input[0]: numpy_helper.to_array(inits[n.input[0]]) for n in large}

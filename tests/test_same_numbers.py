@@ -23,7 +23,6 @@ from ferkit.data import load_dataset
 from ferkit.export import (
     SAFE_WEIGHT_MAX,
     int32_biases,
-    reference_outputs,
     saturating_weights,
     saturation_safe_weights,
 )
@@ -81,7 +80,7 @@ def test_optimised_session_agrees_with_reference_numerics(name, faces):
     if clf.card.get("label_set") == "ferplus":
         labels = None  # scored on FER+ labels elsewhere; agreement is what this test is about
     optimised = clf.predict_proba(images, batch_size=64).argmax(1)
-    ref_probs = reference_outputs(clf.path, images)
+    ref_probs = clf.reference_proba(images)
     ref = ref_probs.argmax(1)
     if faces[1] is None:
         # generated faces are ambiguous: near-ties flip on any rounding, so only answers the
@@ -192,8 +191,8 @@ def test_saturation_safe_weights_keeps_the_function(tmp_path):
             assert np.abs(numpy_helper.to_array(t).astype(np.int16)).max() <= SAFE_WEIGHT_MAX
     onnx.save(model, str(tmp_path / "safe.onnx"))
     x = np.random.default_rng(1).integers(0, 256, (32, 48, 48), dtype=np.uint8)
-    wide = reference_outputs(tmp_path / "wide.onnx", x)
-    safe = reference_outputs(tmp_path / "safe.onnx", x)
+    wide = OnnxClassifier(tmp_path / "wide.onnx").reference_proba(x)
+    safe = OnnxClassifier(tmp_path / "safe.onnx").reference_proba(x)
     assert np.abs(wide - safe).max() < 0.1
     assert np.mean(wide.argmax(1) == safe.argmax(1)) >= 0.9
 

@@ -273,28 +273,6 @@ def _int4_weights_in_place(model) -> None:
             opset.version = max(opset.version, INT4_OPSET)
 
 
-def reference_outputs(path: str | os.PathLike, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """A quantised model's outputs on uint8 faces by the reference numerics: ONNX Runtime with
-    graph optimisation off (dequantise, float operator, quantise; no fused integer kernel),
-    the answers every CPU should give. ``OnnxClassifier(path).predict_proba`` is the fused
-    session the same faces go through in use."""
-    import onnx
-    import onnxruntime as ort
-
-    from ferkit.runtime.classifier import OnnxClassifier, _widen_int4
-
-    clf = OnnxClassifier(path, threads=2)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    model = _widen_int4(onnx.load(str(path))).SerializeToString()
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    x = clf.prepare(images)
-    return np.concatenate(
-        [session.run(None, {clf.input_name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
-    )
-
-
 def int32_biases(model) -> int:
     """Store, in place, each float bias of a quantised layer (a Conv or Gemm whose input and
     weight are dequantised int8) as int32 at scale input scale x weight scale, rounded as

@@ -126,10 +126,14 @@ class OnnxClassifier(_Carded):
                 f"{self.path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})"
             ) from exc
 
-    def _session(self, model: str | bytes, threads: int | None, providers: list[str] | None):
+    def _session(
+        self, model: str | bytes, threads: int | None, providers: list[str] | None, optimise: bool = True
+    ):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
+        if not optimise:  # the reference numerics: each operator as the graph states it
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
@@ -168,6 +172,18 @@ class OnnxClassifier(_Carded):
             return np.zeros((0, len(self.labels)), np.float32)
         out = [
             self.session.run(None, {self.input_name: x[i : i + batch_size]})[0]
+            for i in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(out).astype(np.float32)
+
+    def reference_proba(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """``predict_proba`` by the reference numerics: ONNX Runtime with graph optimisation
+        off (dequantise, float operator, quantise; no fused integer kernel), the answers every
+        CPU should give. For checking a quantised file; it opens a session each call."""
+        session = self._session(_widen_int4(self._proto()).SerializeToString(), None, None, optimise=False)
+        x = self.prepare(faces)
+        out = [
+            session.run(None, {self.input_name: x[i : i + batch_size]})[0]
             for i in range(0, len(x), batch_size)
         ]
         return np.concatenate(out).astype(np.float32)

@@ -245,6 +245,42 @@ def test_resume_drops_a_half_written_last_file(tmp_path):
         FaceRowWriter(["x"], csv_path=out, resume=True)
 
 
+class _StopAfterFlush:
+    """An output file whose flush is followed at once by a signal to this process."""
+
+    def __init__(self, f, signum):
+        self._f, self._signum = f, signum
+
+    def flush(self):
+        self._f.flush()
+        os.kill(os.getpid(), self._signum)  # lands between the CSV's rows and the JSONL's
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_stop_during_a_write_waits_for_every_output(tmp_path, signame):
+    """A stop that comes while one image's rows are written is delivered after they are in
+    both outputs: a stopped run's CSV and JSONL hold the same files."""
+    from ferkit.runtime.recognize import Face
+    from ferkit.runtime.writers import FaceRowWriter
+    from ferkit.utils import stop_signals
+
+    labels = ["happy", "sad"]
+    face = Face((1, 2, 3, 4), 0.9, {"happy": 0.7, "sad": 0.3}, "happy")
+    table, records = tmp_path / "f.csv", tmp_path / "f.jsonl"
+    with stop_signals(), FaceRowWriter(labels, csv_path=table, jsonl_path=records) as w:
+        w.write("a.jpg", [face])
+        w._files["csv"] = _StopAfterFlush(w._files["csv"], getattr(signal, signame))
+        with pytest.raises(KeyboardInterrupt):
+            w.write("b.jpg", [face, face])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+    files = [r["file"] for r in csv.DictReader(table.open())]
+    assert files == ["a.jpg", "b.jpg", "b.jpg"]
+    assert [json.loads(line)["file"] for line in records.read_text().splitlines()] == files
+
+
 def test_ordinary_runs_are_quiet(tmp_path):
     import cv2
 

@@ -119,6 +119,38 @@ def stop_signals() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def deferred_stops() -> Iterator[None]:
+    """Inside the block, Ctrl-C, SIGTERM and SIGHUP wait; when it ends, the first that came is
+    delivered to the handler that was in place (``KeyboardInterrupt``, :class:`Stopped`, or the
+    default action).
+
+    For short writes that must not be cut in half, such as one image's rows in both the CSV and
+    the JSONL output. Signals the process ignores stay ignored; outside the main thread (where
+    Python cannot set handlers) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        pending.append(signum)
+
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    held = [getattr(signal, n) for n in names if hasattr(signal, n)]
+    # None: a handler not set from Python, which Python cannot put back
+    held = [sig for sig in held if signal.getsignal(sig) not in (signal.SIG_IGN, None)]
+    previous = {sig: signal.signal(sig, hold) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        if pending:
+            signal.raise_signal(pending[0])  # its handler runs here, as if it had just come
+
+
+@contextlib.contextmanager
 def quiet_native_stderr() -> Iterator[None]:
     """Silence what native libraries print straight to file descriptor 2 inside the block
     (LiteRT's "Created TensorFlow Lite XNNPACK delegate" line); ``FERKIT_VERBOSE=1`` keeps it.

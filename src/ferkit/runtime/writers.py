@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from ferkit.errors import DataError
 from ferkit.runtime.recognize import Face
-from ferkit.utils import atomic_path
+from ferkit.utils import atomic_path, deferred_stops
 
 
 def csv_header(labels: Sequence[str], keys: Sequence[str] = ("file",), tracked: bool = False) -> list[str]:
@@ -155,6 +155,12 @@ class FaceRowWriter:
         if not faces:
             return
         key = (key,) if isinstance(key, str) else tuple(key)
+        # A stop (Ctrl-C, SIGTERM) waits until the image's rows are in every output, so that
+        # a stopped run's CSV and JSONL hold the same files.
+        with deferred_stops():
+            self._write(key, faces)
+
+    def _write(self, key: tuple[Any, ...], faces: Sequence[Face]) -> None:
         kind = ""
         try:
             if "csv" in self._files:

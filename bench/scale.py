@@ -8,7 +8,8 @@ Writes ``--n`` 640x480 JPEG photos (one face each, Grace Hopper from matplotlib'
 at varying scale and position on a noisy background; 1 in 100 is a corrupt file) to a
 temporary folder, then times:
 
-- ``single``: one process, ``ferkit predict``'s loop (``predict_files``), default threads;
+- ``single``: one process, ``ferkit predict``'s loop (``predict_files``): one image at a time
+  on the default threads, and its default workers (one image per core, one thread each);
 - ``ray-1`` / ``ray-2``: ``predict_ray`` with 1 and 2 actors (one CPU, one ONNX thread each),
   Ray already started (cluster start-up is reported separately), fresh output each time.
 
@@ -62,7 +63,7 @@ def main() -> None:
 
     import ray
 
-    from ferkit.runtime.batch import expand_inputs, predict_files
+    from ferkit.runtime.batch import auto_workers, expand_inputs, predict_files
     from ferkit.runtime.recognize import Recognizer
     from ferkit.scale import predict_ray
 
@@ -73,9 +74,10 @@ def main() -> None:
         rec = Recognizer(args.model, detector=args.detector, tta=args.tta)
         print(f"{args.n} photos 640x480, detector {type(rec.detector).__name__}, model {args.model}")
         rows = []
-        t0 = time.perf_counter()
-        faces = sum(len(r.faces) for r in predict_files(paths, rec))
-        rows.append(("single process", args.n / (time.perf_counter() - t0), faces))
+        for workers in sorted({1, auto_workers(rec)}):
+            t0 = time.perf_counter()
+            faces = sum(len(r.faces) for r in predict_files(paths, rec, workers=workers))
+            rows.append((f"single process, {workers} worker(s)", args.n / (time.perf_counter() - t0), faces))
 
         t0 = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -101,8 +103,9 @@ def main() -> None:
         print("\n| engine | images/s | faces found |\n| --- | ---: | ---: |")
         for name, rate, n_faces in rows:
             print(f"| {name} | {rate:.1f} | {n_faces} |")
-        per_worker = rows[1][1]
-        scaling = rows[2][1] / rows[1][1]
+        ray_rate = {name: rate for name, rate, _ in rows if name.startswith("ray")}
+        per_worker = ray_rate["ray, 1 worker(s)"]
+        scaling = ray_rate["ray, 2 worker(s)"] / per_worker
         print(f"\n2 workers / 1 worker: {scaling:.2f}x on this 2-core machine")
         per_hour = per_worker * 3600
         cost = 1e6 / per_hour * args.price

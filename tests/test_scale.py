@@ -212,3 +212,14 @@ def test_ray_runs_are_quiet_unless_verbose(tmp_path):
     lines = [line for line in quiet.stderr.splitlines() if line.strip()]
     assert not [line for line in lines if "INFO" in line or "WARNING" in line or " E " in line], lines
     assert "INFO" in loud.stderr  # Ray's own words, when asked for
+
+
+def test_a_ray_worker_runs_detector_and_model_on_its_one_cpu(tmp_path):
+    """Ray gives each worker one CPU: a detector on two threads (BlazeFace's default) made two
+    workers on two cores no faster than one (76 vs 80 images/s in bench/scale.py)."""
+    from ferkit.scale.ray_predict import PartitionWorker, RecognizeOptions
+
+    worker = PartitionWorker(RecognizeOptions(None, detector="blazeface", model_name="fast"), str(tmp_path))
+    rec = worker.recognizer
+    assert rec.classifier.session.get_session_options().intra_op_num_threads == 1
+    assert rec.detector.model.session.get_session_options().intra_op_num_threads == 1

@@ -119,8 +119,13 @@ class PartitionWorker:
                 clf = OnnxClassifier(name, threads=options.threads)
             finally:
                 os.unlink(name)  # the session holds the model; no copy is left behind
-        self.recognizer = Recognizer(
-            clf, detector=options.detector, min_face=options.min_face, align=options.align, tta=options.tta
+        self.recognizer = Recognizer(  # threads: BlazeFace's sessions too, one CPU per actor
+            clf,
+            detector=options.detector,
+            min_face=options.min_face,
+            align=options.align,
+            tta=options.tta,
+            threads=options.threads,
         )
         self.options = options
         self.labels = list(self.recognizer.labels)

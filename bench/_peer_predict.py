@@ -3,6 +3,8 @@
 Usage (bench/peers.py does this)::
 
     PEER_PYTHON bench/_peer_predict.py {fer|what-the-face} faces.npy probs.npy
+    PEER_PYTHON bench/_peer_predict.py fer-e2e frames.npy - REPEAT    (seconds a frame)
+    PEER_PYTHON bench/_peer_predict.py fer-files FOLDER - ROUNDS      (seconds a file)
 
 Reads (N, 48, 48) uint8 face crops, writes (N, 7) probabilities in FER-2013 order
 (angry, disgust, fear, happy, sad, surprise, neutral — both peers use this order) and
@@ -71,8 +73,27 @@ def fer_end_to_end(frames: np.ndarray, repeat: int) -> float:
     return best
 
 
+def fer_files(folder: str, rounds: int) -> float:
+    """Seconds per file of fer on a folder of photos: read each (OpenCV) and run its pipeline."""
+    from fer.fer import FER
+
+    detector = FER()
+    paths = sorted(os.path.join(folder, n) for n in os.listdir(folder))
+    detector.detect_emotions(cv2.imread(paths[0]))  # warm-up
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for path in paths:
+            detector.detect_emotions(cv2.imread(path))
+        best = min(best, (time.perf_counter() - start) / len(paths))
+    return best
+
+
 if __name__ == "__main__":
     which, src, dst = sys.argv[1:4]
+    if which == "fer-files":  # src: a folder of photos; dst unused; then the rounds
+        print(f"SECONDS {fer_files(src, int(sys.argv[4])):.6f}")
+        sys.exit(0)
     if which == "fer-e2e":
         print(f"SECONDS {fer_end_to_end(np.load(src), int(sys.argv[4])):.6f}")
         sys.exit(0)

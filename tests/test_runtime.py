@@ -239,3 +239,80 @@ def test_auto_falls_back_to_haar_without_blazeface_models(monkeypatch, tmp_path)
     with pytest.raises(FerkitError, match="BlazeFace model missing"):
         create_detector("blazeface")
     assert create_detector("auto").name == "haar"
+
+
+def _photo_folder(tmp_path):
+    """The shipped example photos twice over, a corrupt file and an empty one, sorted names."""
+    import shutil
+    from pathlib import Path
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photos = sorted(Path(__file__).parents[1].joinpath("examples", "photos").glob("*.jpg"))
+    for copy in range(2):
+        for p in photos:
+            shutil.copy(p, folder / f"{copy}_{p.name}")
+    (folder / "1_broken.jpg").write_bytes(photos[0].read_bytes()[:300])
+    (folder / "1_empty.jpg").write_bytes(b"")
+    return sorted(str(p) for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_workers_give_the_same_answers_in_order(tmp_path, workers):
+    from ferkit.runtime.batch import predict_files
+
+    paths = _photo_folder(tmp_path)
+    rec = Recognizer("fast", detector="blazeface")
+    alone = list(predict_files(paths, rec, batch_size=2))
+    together = list(predict_files(paths, rec, batch_size=2, workers=workers))
+    assert [r.path for r in together] == [r.path for r in alone] == paths
+    assert [r.error for r in together] == [r.error for r in alone]
+    assert sum(r.error is not None for r in alone) == 2 and sum(len(r.faces) for r in alone) >= 8
+    for a, b in zip(alone, together, strict=True):  # integer kernels, one thread or two: equal
+        assert [(f.box, f.label) for f in a.faces] == [(f.box, f.label) for f in b.faces]
+        for fa, fb in zip(a.faces, b.faces, strict=True):
+            assert fa.probs == pytest.approx(fb.probs, abs=1e-6)
+
+
+def test_replicas_are_separate_single_threaded_recognizers():
+    rec = Recognizer("fast", detector="blazeface", align="level", tta="none")
+    lanes = rec.replicas(2)
+    assert len(lanes) == 2 and lanes[0].detector is not lanes[1].detector
+    for lane in lanes:
+        assert (lane.align, lane.tta, lane.margin) == (rec.align, rec.tta, rec.margin)
+        assert lane.classifier.session.get_session_options().intra_op_num_threads == 1
+        assert lane.detector.model.session.get_session_options().intra_op_num_threads == 1
+    own = Recognizer("fast", detector=create_detector("none"))
+    assert own.replicas(4) == [own]  # a detector object is not copied
+
+
+def test_closing_a_parallel_run_early_stops_its_workers(tmp_path):
+    import threading
+
+    from ferkit.runtime.batch import predict_files
+
+    paths = _photo_folder(tmp_path) * 5
+    results = predict_files(paths, Recognizer("fast", detector="blazeface"), batch_size=1, workers=2)
+    assert next(results).path == paths[0]
+    results.close()  # what a Ctrl-C in the consumer does
+    assert not [t for t in threading.enumerate() if t.name.startswith("ferkit-predict")]
+
+
+def test_predict_cli_workers_option(tmp_path):
+    import csv
+
+    from typer.testing import CliRunner
+
+    from ferkit.cli import app
+
+    paths = _photo_folder(tmp_path)
+    rows = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}.csv"
+        result = CliRunner().invoke(
+            app, ["predict", str(tmp_path / "photos"), "--workers", workers, "--csv", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        assert "2 failed" in result.output
+        rows[workers] = [(r["file"], r["label"], r["x"], r["y"]) for r in csv.DictReader(out.open())]
+    assert rows["1"] == rows["2"] and {r[0] for r in rows["1"]} <= set(paths)

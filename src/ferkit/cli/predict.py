@@ -60,7 +60,12 @@ def predict(
     address: Optional[str] = typer.Option(
         None, help="Ray engine: cluster address (auto, ray://host:10001); default a local Ray."
     ),
-    workers: Optional[int] = typer.Option(None, help="Ray engine: actors (default: the cluster's CPUs)."),
+    workers: Optional[int] = typer.Option(
+        None,
+        min=1,
+        help="Images recognised at once, one thread each (default: the CPU cores up to 4; 1 for "
+        "an ensemble); Ray engine: actors (default: the cluster's CPUs).",
+    ),
     partition_size: int = typer.Option(1000, help="Ray engine: files per output partition."),
     video_every: float = typer.Option(1.0, help="Ray engine: seconds between sampled video frames."),
 ) -> None:
@@ -85,7 +90,7 @@ def predict(
         return
     if engine != "local":
         raise typer.BadParameter(f"unknown engine {engine!r}: use local or ray", param_hint="--engine")
-    for name, value in (("--out", out), ("--address", address), ("--workers", workers)):
+    for name, value in (("--out", out), ("--address", address)):
         if value is not None:
             raise typer.BadParameter(f"{name} is for --engine ray", param_hint=name)
     from ferkit.runtime.draw import STYLES
@@ -98,7 +103,7 @@ def predict(
         raise typer.BadParameter("--resume continues --csv/--json outputs: name them", param_hint="--resume")
     from ferkit.errors import DataError
     from ferkit.outputs import check_outputs
-    from ferkit.runtime.batch import expand_inputs
+    from ferkit.runtime.batch import auto_workers, expand_inputs
     from ferkit.runtime.recognize import Recognizer
     from ferkit.runtime.writers import FaceRowWriter
     from ferkit.utils import stop_signals
@@ -129,7 +134,15 @@ def predict(
         with stop_signals():
             try:
                 summary = _predict_local(
-                    todo, recognizer, writer, annotate_dir, batch_size, max_pixels, overwrite, annotate_style
+                    todo,
+                    recognizer,
+                    writer,
+                    annotate_dir,
+                    batch_size,
+                    max_pixels,
+                    overwrite,
+                    annotate_style,
+                    workers or auto_workers(recognizer),
                 )
                 stopped = False
             except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: rows so far are kept
@@ -178,6 +191,7 @@ def _predict_local(
     max_pixels,
     overwrite: bool = False,
     style: str = "panel",
+    workers: int = 1,
 ) -> _Summary:
     """Recognise, write rows as each image finishes, print a table for small runs."""
     from ferkit.errors import FerkitError
@@ -192,7 +206,12 @@ def _predict_local(
     if annotate_dir:
         annotate_dir.mkdir(parents=True, exist_ok=True)
     results = predict_files(
-        paths, recognizer, batch_size=batch_size, keep_images=annotate_dir is not None, max_pixels=max_pixels
+        paths,
+        recognizer,
+        batch_size=batch_size,
+        keep_images=annotate_dir is not None,
+        max_pixels=max_pixels,
+        workers=workers,
     )
     try:
         for result in progress_iter(results, description="images", total=len(paths), enabled=None):

@@ -233,6 +233,8 @@ def _predict_local(
     except KeyboardInterrupt as exc:
         exc.summary = summary  # type: ignore[attr-defined]  # what was done before the stop
         raise
+    finally:
+        results.close()  # workers stop after the chunks they are on (a stop, a failed write)
     if len(paths) <= TABLE_LIMIT:
         console.print(table)
     return summary

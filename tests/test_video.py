@@ -351,3 +351,34 @@ def test_a_face_gone_after_a_hard_cut_is_not_carried_on(face):
         assert all(len(r.faces) == 1 for r in results[:10])
         after = [f for r in results[10:] for f in r.faces]
         assert len(after) == carried and not any(f.detected for f in after)
+
+
+@pytest.mark.parametrize("detect_every", [1, 3])
+def test_detecting_frames_ahead_gives_the_same_results(clip, detect_every):
+    """workers=2 detects several frames at once, ahead of tracking: same faces, ids, boxes and
+    smoothed probabilities, frame for frame."""
+    from ferkit.runtime.video import process_frames
+
+    path, _ = clip
+    frames = list(read_frames(str(path)))
+    rec = Recognizer("fast")
+
+    def run(workers):
+        results = process_frames(iter(frames), rec, detect_every=detect_every, workers=workers)
+        return [[(r.index, f.box, f.id, f.label, f.detected, f.probs) for f in r.faces] for r in results]
+
+    alone = run(1)
+    assert sum(len(r) for r in alone) >= 0.9 * len(frames)
+    assert run(2) == alone
+
+
+def test_closing_a_video_run_early_stops_its_detectors(clip):
+    import threading
+
+    from ferkit.runtime.video import process_frames
+
+    path, _ = clip
+    results = process_frames(read_frames(str(path)), Recognizer("fast"), workers=2)
+    next(results)
+    results.close()  # a stop, or q in the window
+    assert not [t for t in threading.enumerate() if t.name.startswith("ferkit-detect")]

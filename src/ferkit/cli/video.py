@@ -45,6 +45,12 @@ def video(
     overwrite: bool = typer.Option(
         False, help="Replace existing output files of another kind (never the input)."
     ),
+    workers: Optional[int] = typer.Option(
+        None,
+        min=1,
+        help="Frames searched for faces at once, one thread each (default: the CPU cores up to 4 "
+        "for a video file; 1 for a camera, a stream or --show, where reading ahead adds delay).",
+    ),
 ) -> None:
     """Recognise expressions frame by frame; Ctrl-C, SIGTERM or SIGHUP stop cleanly and keep everything
     written so far (the video stays playable)."""
@@ -57,6 +63,7 @@ def video(
         raise typer.BadParameter(
             f"{annotate_style!r}: use {', '.join(STYLES)}", param_hint="--annotate-style"
         )
+    from ferkit.runtime.classifier import default_threads
     from ferkit.runtime.display import open_frame_window
     from ferkit.runtime.draw import annotate_tracked
     from ferkit.runtime.recognize import Recognizer, check_align
@@ -92,7 +99,7 @@ def video(
         frames = (f for i, f in enumerate(frames) if i < max_frames)
     tracker = FaceTracker(max_age=max_age, smoothing=smoothing)
     faces_seen = VideoSummary(labels)
-    writer = None
+    writer = results = None
     files = contextlib.ExitStack()
     n_frames, n_written, start = 0, 0, time.perf_counter()
     window = open_frame_window(f"ferkit: {source}") if show else None
@@ -113,6 +120,7 @@ def video(
                 tracker=tracker,
                 keep_images=bool(out or show),
                 keep_lost=keep_lost,
+                workers=workers or (default_threads() if Path(source).is_file() and not show else 1),
             )
             for result in results:
                 n_frames += 1
@@ -133,6 +141,8 @@ def video(
         except KeyboardInterrupt:
             err.print("[yellow]interrupted: finishing the output files[/]")
         finally:
+            if results is not None:
+                results.close()  # its detector threads end with the frame they are on
             if writer is not None:
                 writer.release()  # finalises the container: what was recorded stays playable
             files.close()

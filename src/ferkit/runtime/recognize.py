@@ -167,6 +167,17 @@ class Recognizer:
             return [self]
         return [Recognizer(**recipe, threads=threads, **self._detector_args) for _ in range(n)]
 
+    def detector_copies(self, n: int, threads: int = 1) -> list[FaceDetector]:
+        """``n`` detectors like this one's, ``threads`` threads each, for ``n`` threads detecting
+        at once (``[self.detector]`` when it was given as an object, which cannot be copied)."""
+        name = self._recipe["detector"]
+        if n <= 1 or not isinstance(name, str):
+            return [self.detector]
+        args = dict(self._detector_args)
+        if name in ("auto", "blazeface"):
+            args.setdefault("threads", threads)
+        return [make_detector(name, self._recipe["min_face"], **args) for _ in range(n)]
+
     def recognize(self, image: object) -> list[Face]:
         """Faces in one image: a path, encoded bytes, a PIL image or an array (see ``to_rgb``)."""
         return self.recognize_batch([image])[0]

@@ -13,10 +13,13 @@ tracked face showed (shares of frames per emotion, probability timelines) and wr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections import defaultdict
+import queue
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +113,7 @@ def process_frames(
     tracker: FaceTracker | None = None,
     keep_images: bool = False,
     keep_lost: int = 0,
+    workers: int = 1,
 ) -> Iterator[FrameResult]:
     """Detect every ``detect_every`` frames, track in between, classify every ``classify_every``.
 
@@ -117,16 +121,34 @@ def process_frames(
     and reported: a face the detector lost (a cut, someone leaving) is dropped at once, not
     carried as a box drifting over the background for ``max_age``. ``keep_lost`` keeps such a
     face for that many more detection rounds (a face turned away for a moment).
+
+    ``workers`` > 1 detects faces in that many frames at once, ahead of the tracking and
+    classification, each on its own single-threaded detector (:meth:`Recognizer.detector_copies`):
+    the same results, sooner, for a video file. It reads up to ``2 * workers`` frames ahead,
+    so a live camera keeps 1.
     """
     tracker = tracker or FaceTracker()
+    stream = _with_detections(frames, recognizer, max(1, detect_every), workers)
+    with contextlib.closing(stream):  # a stop ends its detector threads, not only the GC
+        yield from _track_and_classify(stream, recognizer, tracker, classify_every, keep_images, keep_lost)
+
+
+def _track_and_classify(
+    stream: Iterator[tuple[int, float, np.ndarray, list[Detection] | None]],
+    recognizer: Recognizer,
+    tracker: FaceTracker,
+    classify_every: int,
+    keep_images: bool,
+    keep_lost: int,
+) -> Iterator[FrameResult]:
     labels = recognizer.labels
     scores: dict[int, float] = {}  # track id -> its last detection's score
     missed: dict[int, int] = {}  # track id -> detection rounds in a row it was not found in
-    for n, (index, t, image) in enumerate(frames):
-        detect = n % max(1, detect_every) == 0
+    for n, (index, t, image, found) in enumerate(stream):
+        detect = found is not None
         classify = n % max(1, classify_every) == 0
-        if detect:
-            detections = recognizer.detector.detect(image)
+        if found is not None:
+            detections = found
             boxes = [d.box for d in detections]
         else:
             tracks = [tr for tr in tracker.predict(t) if missed.get(tr.id, 0) <= keep_lost]
@@ -157,6 +179,43 @@ def process_frames(
             seen = detect and missed.get(tr.id, 0) == 0
             faces.append(Face(box, scores.get(tr.id, 1.0), smoothed, label, id=tr.id, detected=seen))  # type: ignore[arg-type]
         yield FrameResult(index, t, faces, image if keep_images else None)
+
+
+def _with_detections(
+    frames: Iterable[tuple[int, float, np.ndarray]], recognizer: Recognizer, detect_every: int, workers: int
+) -> Iterator[tuple[int, float, np.ndarray, list[Detection] | None]]:
+    """Each frame with its detections (None on frames between detections), in order; with
+    ``workers`` > 1 the detections are made ahead, several frames at once."""
+    lanes = recognizer.detector_copies(workers)
+    if len(lanes) == 1:
+        for n, (index, t, image) in enumerate(frames):
+            found = recognizer.detector.detect(image) if n % detect_every == 0 else None
+            yield index, t, image, found
+        return
+    free: queue.SimpleQueue = queue.SimpleQueue()
+    for lane in lanes:
+        free.put(lane)
+
+    def detect(image: np.ndarray) -> list[Detection]:
+        detector = free.get()  # one is free: the pool runs no more calls than there are lanes
+        try:
+            return detector.detect(image)
+        finally:
+            free.put(detector)
+
+    pool = ThreadPoolExecutor(len(lanes), thread_name_prefix="ferkit-detect")
+    ahead: deque[tuple[int, float, np.ndarray, Future | None]] = deque()
+    try:
+        for n, (index, t, image) in enumerate(frames):
+            ahead.append((index, t, image, pool.submit(detect, image) if n % detect_every == 0 else None))
+            if len(ahead) > 2 * len(lanes):
+                index, t, image, job = ahead.popleft()
+                yield index, t, image, None if job is None else job.result()
+        while ahead:
+            index, t, image, job = ahead.popleft()
+            yield index, t, image, None if job is None else job.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def process_video(

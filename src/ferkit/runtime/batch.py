@@ -8,13 +8,11 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import math
 import os
-import queue
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import numpy as np
 
 from ferkit.errors import DataError
 from ferkit.imageio import check_file, is_image_name, read_image
+from ferkit.runtime.parallel import ordered_map
 from ferkit.runtime.recognize import Face, Recognizer
 
 
@@ -102,29 +101,13 @@ def predict_files(
         return
     size = max(1, min(batch_size, math.ceil(len(paths) / len(lanes))))
     chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-    free: queue.SimpleQueue[Recognizer] = queue.SimpleQueue()
-    for lane in lanes:
-        free.put(lane)
 
-    def run(chunk: list[str]) -> list[ImageResult]:
-        lane = free.get()  # one is free: the pool runs no more chunks than there are lanes
-        try:
-            return _recognize_chunk(chunk, lane, keep_images, max_pixels)
-        finally:
-            free.put(lane)
+    def run(lane: Recognizer, chunk: list[str]) -> list[ImageResult]:
+        return _recognize_chunk(chunk, lane, keep_images, max_pixels)
 
-    pool = ThreadPoolExecutor(len(lanes), thread_name_prefix="ferkit-predict")
-    pending: deque[Future[list[ImageResult]]] = deque()
-    todo = iter(chunks)
-    try:
-        for chunk in todo:
-            pending.append(pool.submit(run, chunk))
-            if len(pending) >= 2 * len(lanes):
-                yield from pending.popleft().result()
-        while pending:
-            yield from pending.popleft().result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with contextlib.closing(ordered_map(run, chunks, lanes, name="ferkit-predict")) as done:
+        for _, results in done:
+            yield from results
 
 
 def _recognize_chunk(

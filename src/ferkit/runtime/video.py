@@ -14,12 +14,11 @@ tracked face showed (shares of frames per emotion, probability timelines) and wr
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
-import queue
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,8 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
-from ferkit.runtime.detect import Detection
+from ferkit.runtime.detect import Detection, FaceDetector
+from ferkit.runtime.parallel import ordered_map
 from ferkit.runtime.recognize import Face, Recognizer
 from ferkit.runtime.track import FaceTracker
 from ferkit.utils import atomic_path
@@ -192,30 +192,16 @@ def _with_detections(
             found = recognizer.detector.detect(image) if n % detect_every == 0 else None
             yield index, t, image, found
         return
-    free: queue.SimpleQueue = queue.SimpleQueue()
-    for lane in lanes:
-        free.put(lane)
 
-    def detect(image: np.ndarray) -> list[Detection]:
-        detector = free.get()  # one is free: the pool runs no more calls than there are lanes
-        try:
-            return detector.detect(image)
-        finally:
-            free.put(detector)
+    def detect(detector: FaceDetector, group: list[tuple[int, float, np.ndarray]]) -> list[Detection]:
+        return detector.detect(group[0][2])  # a detection frame, then the frames tracked after it
 
-    pool = ThreadPoolExecutor(len(lanes), thread_name_prefix="ferkit-detect")
-    ahead: deque[tuple[int, float, np.ndarray, Future | None]] = deque()
-    try:
-        for n, (index, t, image) in enumerate(frames):
-            ahead.append((index, t, image, pool.submit(detect, image) if n % detect_every == 0 else None))
-            if len(ahead) > 2 * len(lanes):
-                index, t, image, job = ahead.popleft()
-                yield index, t, image, None if job is None else job.result()
-        while ahead:
-            index, t, image, job = ahead.popleft()
-            yield index, t, image, None if job is None else job.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    groups = iter(lambda it=iter(frames): list(itertools.islice(it, detect_every)), [])
+    with contextlib.closing(ordered_map(detect, groups, lanes, name="ferkit-detect")) as done:
+        for group, found in done:
+            yield (*group[0], found)
+            for index, t, image in group[1:]:
+                yield index, t, image, None
 
 
 def process_video(

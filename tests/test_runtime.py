@@ -316,3 +316,33 @@ def test_predict_cli_workers_option(tmp_path):
         assert "2 failed" in result.output
         rows[workers] = [(r["file"], r["label"], r["x"], r["y"]) for r in csv.DictReader(out.open())]
     assert rows["1"] == rows["2"] and {r[0] for r in rows["1"]} <= set(paths)
+
+
+def test_ordered_map_keeps_order_and_never_shares_a_tool():
+    import threading
+    import time
+
+    from ferkit.runtime.parallel import ordered_map
+
+    busy = {0: threading.Lock(), 1: threading.Lock()}
+
+    def work(tool, item):
+        assert busy[tool].acquire(blocking=False), "a tool used by two calls at once"
+        try:
+            time.sleep(0.001 * (item % 3))  # later items often finish first
+            return item * 10, tool
+        finally:
+            busy[tool].release()
+
+    out = list(ordered_map(work, range(40), [0, 1]))
+    assert [item for item, _ in out] == list(range(40))
+    assert [r for _, (r, _) in out] == [10 * i for i in range(40)]
+    assert {tool for _, (_, tool) in out} == {0, 1}  # both worked
+
+    def fails(tool, item):
+        if item == 5:
+            raise ValueError("item 5")
+        return item
+
+    with pytest.raises(ValueError, match="item 5"):
+        list(ordered_map(fails, range(20), [0, 1]))

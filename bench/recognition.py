@@ -9,7 +9,9 @@ runs). Beside each model's faces/s stands its share of this CPU's measured peak 
 numerics it runs in: the peak probe times one large matrix product in ONNX Runtime on the
 same 2 threads (MatMulInteger, uint8 x 7-bit int8, 1024x1024x1024, for int8 models; MatMul
 float32 for float ones), best of 10, as multiply-accumulates per second; a model's share is
-faces/s x its MACs a face / that peak.
+faces/s x its MACs a face / that peak. A second peak is that of one big integer convolution
+(QLinearConv, 3x3, 256 -> 256 channels, 16 x 24 x 24): the kernels the models' convolutions
+run, which on a CPU with AMX do not use it while the matrix product does.
 
 Test images are 640x480 frames holding one real photo each (scikit-image's astronaut,
 matplotlib's Grace Hopper) so detectors have a real face to find. Also prints what each
@@ -138,6 +140,45 @@ def peak_macs_per_s(kind: str, threads: int = 2, side: int = 1024, rounds: int =
     return side**3 / seconds
 
 
+def conv_peak_macs_per_s(
+    threads: int = 2, n: int = 16, channels: int = 256, side: int = 24, rounds: int = 10
+) -> float:
+    """Multiply-accumulates per second of one big integer convolution in ONNX Runtime on
+    ``threads`` threads: QLinearConv, 3x3, ``channels`` -> ``channels`` on ``n`` x ``side`` x
+    ``side``, uint8 activations and per-channel int8 weights in [-64, 63] like the shipped
+    models'. It runs the kernels the models' convolutions run (on a CPU with AMX, the matrix
+    product of :func:`peak_macs_per_s` uses AMX and these kernels do not)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n, channels, side, side), dtype=np.uint8)
+    constants = {
+        "x_scale": np.array(0.02, np.float32),
+        "x_zero": np.array(0, np.uint8),
+        "w": rng.integers(-64, 64, (channels, channels, 3, 3), dtype=np.int8),
+        "w_scale": np.full(channels, 0.01, np.float32),
+        "w_zero": np.zeros(channels, np.int8),
+        "y_scale": np.array(0.05, np.float32),
+        "y_zero": np.array(0, np.uint8),
+        "bias": np.zeros(channels, np.int32),
+    }
+    node = helper.make_node("QLinearConv", ["x", *constants], ["y"], pads=[1, 1, 1, 1], kernel_shape=[3, 3])
+    graph = helper.make_graph(
+        [node],
+        "conv_peak",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+        [numpy_helper.from_array(v, k) for k, v in constants.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    seconds = timeit(lambda: session.run(None, {"x": x}), 1, rounds)
+    return n * side * side * channels * channels * 9 / seconds
+
+
 def model_numerics(name: str) -> tuple[str, int]:
     """("int8" or "float", MACs a face) of a shipped model, from its card (an ensemble: its members')."""
     from ferkit.card import ModelCard
@@ -162,15 +203,18 @@ def main() -> None:
     from ferkit.utils import cpu_description
 
     peaks = {kind: peak_macs_per_s(kind) for kind in ("int8", "float")}
+    conv_peak = conv_peak_macs_per_s()
     print(f"CPU: {cpu_description()}, cores: {os.cpu_count()}, 2 threads")
     print(
         f"peak (ONNX Runtime, 1024^3 matrix product, 2 threads): int8 {peaks['int8'] / 1e9:,.0f} G MAC/s, "
-        f"float32 {peaks['float'] / 1e9:,.0f} G MAC/s\n\n## Classifier (ONNX Runtime)\n"
+        f"float32 {peaks['float'] / 1e9:,.0f} G MAC/s; int8 convolution (QLinearConv 3x3 256->256, "
+        f"16x24x24): {conv_peak / 1e9:,.0f} G MAC/s\n\n## Classifier (ONNX Runtime)\n"
     )
     print(
-        "| model | numerics | MMACs a face | faces/s batch 1 | faces/s batch 64 | share of peak (batch 64) |"
+        "| model | numerics | MMACs a face | faces/s batch 1 | faces/s batch 64 | share of peak (batch 64) "
+        "| share of the int8 convolution peak |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for name in shipped_models():
         clf = load_model(name)
         one = (
@@ -186,7 +230,11 @@ def main() -> None:
         kind, macs = model_numerics(name)
         peak = peaks["int8" if kind == "int8" else "float"]
         share = f"{macs / batched / peak:.0%}" if macs else ""
-        print(f"| {name} | {kind} | {macs / 1e6:,.0f} | {1 / one:,.0f} | {1 / batched:,.0f} | {share} |")
+        conv_share = f"{macs / batched / conv_peak:.0%}" if macs and kind == "int8" else ""
+        print(
+            f"| {name} | {kind} | {macs / 1e6:,.0f} | {1 / one:,.0f} | {1 / batched:,.0f} "
+            f"| {share} | {conv_share} |"
+        )
 
     pics = photos()
     frames = [frame_640x480(pics["astronaut"]), frame_640x480(pics["grace_hopper"])]

@@ -447,7 +447,7 @@ def test_student_learns_the_teachers_soft_targets(tmp_path):
 
     data = learnable(n_per_class=30)
     shifted = dataclasses.replace(data, labels=(data.labels + 1) % 7)
-    teacher = fit(quick_cfg(tmp_path / "t", epochs=4), dataset=shifted).run_dir
+    teacher = fit(quick_cfg(tmp_path / "t", epochs=8), dataset=shifted).run_dir  # margin on every CPU
     test = data.pick("PrivateTest")
     teacher_pred = load_model(teacher).predict_proba(test.images).argmax(1)
     assert (teacher_pred == (test.labels + 1) % 7).mean() > 0.9  # the teacher learnt the shift

@@ -111,7 +111,6 @@ def peak_macs_per_s(kind: str, threads: int = 2, side: int = 1024, rounds: int =
     """Multiply-accumulates per second of one big matrix product in ONNX Runtime on ``threads``
     threads: ``int8`` (MatMulInteger, uint8 x int8 weights in [-64, 63] like the shipped
     models') or ``float`` (MatMul float32)."""
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -132,12 +131,19 @@ def peak_macs_per_s(kind: str, threads: int = 2, side: int = 1024, rounds: int =
         [helper.make_tensor_value_info("y", y_type, [side, side])],
         [numpy_helper.from_array(b, "b")],
     )
+    return side**3 / _seconds_a_run(graph, {"a": a}, threads, rounds)
+
+
+def _seconds_a_run(graph, feed: dict[str, np.ndarray], threads: int, rounds: int) -> float:
+    """Best seconds of one ONNX Runtime run of a one-node ``graph`` on ``threads`` threads."""
+    import onnxruntime as ort
+    from onnx import helper
+
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    seconds = timeit(lambda: session.run(None, {"a": a}), 1, rounds)
-    return side**3 / seconds
+    return timeit(lambda: session.run(None, feed), 1, rounds)
 
 
 def conv_peak_macs_per_s(
@@ -148,7 +154,6 @@ def conv_peak_macs_per_s(
     ``side``, uint8 activations and per-channel int8 weights in [-64, 63] like the shipped
     models'. It runs the kernels the models' convolutions run (on a CPU with AMX, the matrix
     product of :func:`peak_macs_per_s` uses AMX and these kernels do not)."""
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -171,12 +176,7 @@ def conv_peak_macs_per_s(
         [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
         [numpy_helper.from_array(v, k) for k, v in constants.items()],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    seconds = timeit(lambda: session.run(None, {"x": x}), 1, rounds)
-    return n * side * side * channels * channels * 9 / seconds
+    return n * side * side * channels * channels * 9 / _seconds_a_run(graph, {"x": x}, threads, rounds)
 
 
 def model_numerics(name: str) -> tuple[str, int]:

@@ -279,6 +279,7 @@ def main() -> None:
                 print(f"fer package: failed: {proc.stderr.strip().splitlines()[-1:]}")
 
     folder_throughput(frames, args)
+    stream_throughput(frames)
 
     print("\n## Group photos and small faces (faces found / ms per image)\n")
     scenes = {"collage 1973x512, 4 faces": collage(pics), "1280x720, 8 faces of 24 px": small_faces(pics, 24)}
@@ -343,6 +344,23 @@ def folder_throughput(frames: list[np.ndarray], args, n_files: int = 200, rounds
                     print(f"\nferkit folder, {workers} worker(s) / fer: {rate / fer_ips:.1f}x")
             else:
                 print(f"fer package: failed: {proc.stderr.strip().splitlines()[-1:]}")
+
+
+def stream_throughput(frames: list[np.ndarray], n_frames: int = 400, rounds: int = 3) -> None:
+    """Frames/s of a video's frames in order through ``process_frames`` (what ``ferkit video``
+    runs), detection on every frame, default model with flip: one detection worker and the
+    default for a file; each the best of ``rounds`` passes over ``n_frames`` in-memory frames."""
+    from ferkit.runtime.batch import auto_workers
+    from ferkit.runtime.video import process_frames
+
+    print("\n## A video's 640x480 frames in order (process_frames, detection on every frame)\n")
+    print("| detection workers | frames/s |")
+    print("| --- | ---: |")
+    rec = Recognizer("default")
+    stream = [(i, i / 25, frames[i % len(frames)]) for i in range(n_frames)]
+    for workers in sorted({1, auto_workers(rec)}):
+        best = min(_timed_list(process_frames(iter(stream), rec, workers=workers)) for _ in range(rounds))
+        print(f"| {workers} | {n_frames / best:,.1f} |")
 
 
 def _timed_list(results) -> float:

@@ -226,5 +226,32 @@ def cpu_description() -> str:
     except OSError:
         pass
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-    found = " ".join(f for f in wanted if f in flags)
+    present = [f for f in wanted if f in flags]
+    # /proc/cpuinfo lists the CPU's features; the libraries pick kernels by what CPUID tells
+    # this process, which can hide some (a hypervisor, or tools/avx2-only measuring the AVX2
+    # kernels on an AVX-512 CPU). numpy's runtime detection reads CPUID: where it misses a
+    # feature the kernel lists, name the features the process actually sees.
+    seen = _cpuid_features()
+    hidden = [f for f in present if seen is not None and f in _NUMPY_NAMES and not seen.get(_NUMPY_NAMES[f])]
+    if hidden:
+        # the features numpy cannot check (avx_vnni, amx) are hidden by the same tools
+        present = [f for f in present if f in _NUMPY_NAMES and f not in hidden]
+        found = " ".join(present)
+        return f"{name} ({found}; CPUID hides {' '.join(hidden)} from this process)"
+    found = " ".join(present)
     return f"{name} ({found})" if found else name
+
+
+_NUMPY_NAMES = {"avx2": "AVX2", "avx512f": "AVX512F", "avx512_vnni": "AVX512VNNI", "avx512_bf16": "AVX512BF16"}
+
+
+def _cpuid_features() -> dict | None:
+    """numpy's map of the SIMD features CPUID reports to this process, or None without it."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__
+        except ImportError:
+            return None
+    return dict(__cpu_features__)

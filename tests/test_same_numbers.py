@@ -113,7 +113,8 @@ if not cpu.get("AVX2") or cpu.get("AVX512F") or cpu.get("AVX512VNNI"):
     sys.exit(3)  # not the CPU asked for
 faces = np.load(sys.argv[1])
 for i, path in enumerate(sys.argv[3:]):
-    np.save(Path(sys.argv[2], f"{i}.npy"), OnnxClassifier(path, threads=2).predict_proba(faces, batch_size=64))
+    probs = OnnxClassifier(path, threads=2).predict_proba(faces, batch_size=64)
+    np.save(Path(sys.argv[2], f"{i}.npy"), probs)
 """
 
 
@@ -124,7 +125,8 @@ def _outputs_elsewhere(prefix, names, images, tmp_path):
     cmd = [*prefix, sys.executable, "-c", ELSEWHERE, str(tmp_path / "faces.npy"), str(tmp_path), *paths]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     here = [OnnxClassifier(path, threads=2).predict_proba(images, batch_size=64) for path in paths]
-    return proc, here, [np.load(tmp_path / f"{i}.npy") if proc.returncode == 0 else None for i in range(len(paths))]
+    there = [np.load(tmp_path / f"{i}.npy") if proc.returncode == 0 else None for i in range(len(paths))]
+    return proc, here, there
 
 
 @pytest.mark.skipif(QEMU is None or platform.machine() != "x86_64", reason="needs qemu-user (qemu-x86_64)")

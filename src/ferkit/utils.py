@@ -242,7 +242,12 @@ def cpu_description() -> str:
     return f"{name} ({found})" if found else name
 
 
-_NUMPY_NAMES = {"avx2": "AVX2", "avx512f": "AVX512F", "avx512_vnni": "AVX512VNNI", "avx512_bf16": "AVX512BF16"}
+_NUMPY_NAMES = {
+    "avx2": "AVX2",
+    "avx512f": "AVX512F",
+    "avx512_vnni": "AVX512VNNI",
+    "avx512_bf16": "AVX512BF16",
+}
 
 
 def _cpuid_features() -> dict | None:

@@ -249,3 +249,45 @@ def test_saturation_safe_weights_keeps_the_function(tmp_path):
 def test_card_names_the_cpu_its_figures_come_from(name):
     card = OnnxClassifier(WEIGHTS_DIR / name).card
     assert card.get("metrics_cpu"), f"{name}: no metrics_cpu on the card"
+
+
+def test_compact_weights_keep_every_value(tmp_path):
+    """Weights of at most 256 values become uint8 indices into a table, float16-exact ones
+    float16, other ones stay: the file shrinks and ONNX Runtime's outputs do not move."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ferkit.export import compact_weights
+
+    rng = np.random.default_rng(0)
+    weights = {
+        "table": (rng.integers(0, 200, (16, 8, 3, 3)) * 0.0071 - 0.6).astype(np.float32),  # TF.js uint8
+        "half": rng.normal(0, 0.1, (16, 16, 3, 3)).astype(np.float16).astype(np.float32),
+        "plain": rng.normal(0, 0.1, (8, 16, 3, 3)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "table"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["a", "half"], ["b"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["b", "plain"], ["y"], pads=[1, 1, 1, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 12, 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 12, 12])],
+        [numpy_helper.from_array(w, n) for n, w in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, str(tmp_path / "float.onnx"))
+    assert compact_weights(model) == {"table": 1, "float16": 1}
+    onnx.checker.check_model(model)
+    onnx.save(model, str(tmp_path / "compact.onnx"))
+    assert (tmp_path / "compact.onnx").stat().st_size < 0.7 * (tmp_path / "float.onnx").stat().st_size
+    import onnxruntime as ort
+
+    x = rng.normal(size=(1, 8, 12, 12)).astype(np.float32)
+    outs = [
+        ort.InferenceSession(str(tmp_path / f), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        for f in ("float.onnx", "compact.onnx")
+    ]
+    assert np.array_equal(outs[0], outs[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,14 @@ from ferkit.data import FaceDataset
 from ferkit.labels import FER2013
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "fer2013"
+
+
+def default_stop_signals() -> None:
+    """``preexec_fn`` for a child a test stops with a signal: SIGINT, SIGTERM and SIGHUP take
+    their default action there, whatever the test run inherited (a run started in the
+    background of a script ignores SIGINT, one under nohup SIGHUP, and children inherit that)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -19,6 +19,7 @@ import pytest
 from matplotlib import cbook
 from typer.testing import CliRunner
 
+from conftest import default_stop_signals
 from ferkit.cli import app
 from ferkit.data import load_dataset
 from ferkit.errors import DataError
@@ -203,7 +204,9 @@ def test_predict_keeps_rows_on_a_stop_and_resumes(tmp_path, signame):
         "--json",
         str(records),
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_stop_signals
+    )
     # Readiness, not a clock: stop it once a dozen rows are written (a busy machine is slower).
     while proc.poll() is None and (not table.exists() or table.read_text().count("\n") < 12):
         time.sleep(0.05)
@@ -270,12 +273,18 @@ def test_a_stop_during_a_write_waits_for_every_output(tmp_path, signame):
     labels = ["happy", "sad"]
     face = Face((1, 2, 3, 4), 0.9, {"happy": 0.7, "sad": 0.3}, "happy")
     table, records = tmp_path / "f.csv", tmp_path / "f.jsonl"
-    with stop_signals(), FaceRowWriter(labels, csv_path=table, jsonl_path=records) as w:
-        w.write("a.jpg", [face])
-        w._files["csv"] = _StopAfterFlush(w._files["csv"], getattr(signal, signame))
-        with pytest.raises(KeyboardInterrupt):
-            w.write("b.jpg", [face, face])
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+    # Ctrl-C raises KeyboardInterrupt, as in a terminal (a test run started in a script's
+    # background inherits SIGINT ignored)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with stop_signals(), FaceRowWriter(labels, csv_path=table, jsonl_path=records) as w:
+            w.write("a.jpg", [face])
+            w._files["csv"] = _StopAfterFlush(w._files["csv"], getattr(signal, signame))
+            with pytest.raises(KeyboardInterrupt):
+                w.write("b.jpg", [face, face])
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+    finally:
+        signal.signal(signal.SIGINT, outer)
     files = [r["file"] for r in csv.DictReader(table.open())]
     assert files == ["a.jpg", "b.jpg", "b.jpg"]
     assert [json.loads(line)["file"] for line in records.read_text().splitlines()] == files

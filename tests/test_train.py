@@ -3,6 +3,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import default_stop_signals
 from ferkit.data import FaceDataset
 from ferkit.errors import CheckpointError, ConfigError, FerkitError
 from ferkit.labels import FER2013, FER2013_NO_DISGUST, RAFDB
@@ -333,6 +334,7 @@ def test_resume_after_kill(tmp_path, signame):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_stop_signals,
     )
     last = tmp_path / "killed" / "last.pt"
     while proc.poll() is None and not (last.exists() and load_checkpoint(last)["epoch"] >= 2):

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import default_stop_signals
 from ferkit.errors import FerkitError
 from ferkit.runtime.recognize import Recognizer
 from ferkit.runtime.video import SourceReport, process_video, read_frames
@@ -198,6 +199,7 @@ def test_stop_signals_finalise_the_output(tmp_path, face, signame, suffix):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_stop_signals,
     )
     while proc.poll() is None and (not table.exists() or table.stat().st_size < 2000):  # readiness
         time.sleep(0.1)

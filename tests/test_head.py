@@ -141,6 +141,74 @@ def test_fixed_weight_decay_and_bad_inputs(tmp_path):
         fit_head(["fast"], few, tmp_path / "x.onnx", split="Training")
 
 
+def _clips_folder(tmp_path, clips=16, frames=8):
+    """Frames of made-up clips whose label is drawn at random per clip: nothing carries from
+    one clip to another, but a clip's frames are near copies of each other. Files are named
+    ``clip<k>_<frame>.png``, as film frames are."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    labels = rng.permutation(np.arange(clips) % 2)
+    for k in range(clips):
+        base = cv2.GaussianBlur(rng.normal(128, 60, (48, 48)), (0, 0), 2.0)
+        for f in range(frames):
+            face = np.clip(base + rng.normal(0, 2, base.shape), 0, 255).astype(np.uint8)
+            folder = tmp_path / "clips" / "Training" / ("down", "up")[labels[k]]
+            folder.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / f"clip{k:02d}_{f}.png"), face)
+    return tmp_path / "clips"
+
+
+def test_folds_by_file_name_group_keep_a_clip_together(tmp_path):
+    """With a clip's frames on both sides of a fold, cross-validation reads a made-up task as
+    learnt (the held-out frame's copies were fitted); folds by clip (``groups``) see chance."""
+    from ferkit.data import load_dataset
+    from ferkit.train.head import group_folds
+
+    folder = _clips_folder(tmp_path)
+    train = load_dataset(folder, labels="custom").pick("Training")
+    assert train.names is not None and len(train.names) == 128
+    assert all(n.startswith("Training/") and n.endswith(".png") for n in train.names)
+    folds, n_groups = group_folds(train.names, r"^(clip\d+)_", "clips")
+    assert n_groups == 16 and sorted(np.bincount(folds).tolist()) == [24, 24, 24, 24, 32]
+    clip = np.array([n.rsplit("/", 1)[-1][:6] for n in train.names])
+    assert all(len(set(folds[clip == c])) == 1 for c in set(clip))  # a clip sits in one fold
+
+    at_random = fit_head(["fast"], folder, tmp_path / "r.onnx", split="Training", labels="custom")
+    by_clip = fit_head(
+        ["fast"], folder, tmp_path / "g.onnx", split="Training", labels="custom", groups=r"^(clip\d+)_"
+    )
+    assert at_random.folds == "random" and "16 groups" in by_clip.folds
+    assert max(at_random.cv_accuracy.values()) >= 0.85
+    assert max(by_clip.cv_accuracy.values()) <= max(at_random.cv_accuracy.values()) - 0.3
+    card = json.loads((tmp_path / "g.json").read_text())
+    assert "16 groups" in card["recipe"]["cv_folds"]
+
+
+def test_group_folds_errors_name_the_problem(tmp_path):
+    from ferkit.data import load_dataset
+    from ferkit.data.fer2013 import write_fer2013_csv
+
+    folder = _clips_folder(tmp_path, clips=6, frames=2)
+    with pytest.raises(FerkitError, match=r"clip00_0.png: --groups '\^take' matches nothing"):
+        fit_head(["fast"], folder, tmp_path / "x.onnx", split="Training", labels="custom", groups="^take")
+    with pytest.raises(FerkitError, match="gives 2 group"):  # by frame number: 0 and 1
+        fit_head(["fast"], folder, tmp_path / "x.onnx", split="Training", labels="custom", groups=r"_(\d)\.")
+    with pytest.raises(FerkitError, match="not a regular expression"):
+        fit_head(["fast"], folder, tmp_path / "x.onnx", split="Training", labels="custom", groups="(")
+    from conftest import make_dataset
+
+    csv = tmp_path / "fer.csv"
+    write_fer2013_csv(make_dataset(n_per_class=4), csv)
+    assert load_dataset(csv).names is None
+    with pytest.raises(FerkitError, match="needs the images' file names"):
+        fit_head(["fast"], csv, tmp_path / "x.onnx", groups="x")
+    # the names survive the cache of decoded arrays, and a split keeps its own
+    first, again = load_dataset(folder, labels="custom"), load_dataset(folder, labels="custom")
+    assert list(again.names) == list(first.names) and len(first.names) == 12
+    assert list(again.pick("Training").names) == list(first.names)  # one split here
+
+
 def test_cli_adapt(tmp_path):
     folder = _two_class_folder(tmp_path, n=12)
     out = tmp_path / "cli.onnx"

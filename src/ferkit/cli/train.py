@@ -127,6 +127,12 @@ def adapt(
         None, help="L2 strength; default: the best of 0.01 ... 3 by 5-fold cross-validation on the split."
     ),
     labels: Optional[str] = typer.Option(None, help="Label set of the folder (custom: its folder names)."),
+    groups: Optional[str] = typer.Option(
+        None,
+        help="Keep faces of one clip or person in one cross-validation fold: a regular expression "
+        "on the file names, e.g. '^(.+?)_\\d' (SFEW's film); faces whose names give the same "
+        "match (its first group, if any) share a fold.",
+    ),
 ) -> None:
     """Fit a new classifier head on shipped models' features: your own faces or classes, in
     seconds on a CPU. The result loads like any model (ferkit predict --model OUT, ferkit eval OUT)."""
@@ -142,12 +148,14 @@ def adapt(
     if out.suffix != ".onnx":
         raise typer.BadParameter(f"{out}: an ONNX file name ends in .onnx", param_hint="--out")
     check_outputs({"--out": (out, "onnx"), "--out's card": (out.with_suffix(".json"), "json")}, [data])
-    report = fit_head(list(backbones), data, out, split=split, weight_decay=weight_decay, labels=labels)
+    report = fit_head(
+        list(backbones), data, out, split=split, weight_decay=weight_decay, labels=labels, groups=groups
+    )
     cv = ", ".join(f"{k:g}: {v:.2%}" for k, v in report.cv_accuracy.items())
     print(
         f"wrote {report.path}: {len(report.labels)} classes on {report.feature_dim} features of "
         f"{' + '.join(report.backbones)}, {report.n_train} faces (and their mirror images), "
-        f"weight decay {report.weight_decay:g}{f' (5-fold CV: {cv})' if cv else ''}; "
+        f"weight decay {report.weight_decay:g}{f' (5-fold CV, folds {report.folds}: {cv})' if cv else ''}; "
         f"training accuracy {report.train_accuracy:.2%}; {report.seconds:.0f} s"
     )
 

@@ -35,6 +35,8 @@ class FaceDataset:
     labels: (N,) int64 indices into ``label_set``.
     splits: (N,) str split name per sample.
     soft_labels: optional (N, C) float32 label distribution (FER+ votes).
+    names: optional (N,) str, each image's path inside the dataset (folders and zips of
+    images; ``split/label/file.png``), e.g. to keep frames of one clip in one fold.
     """
 
     images: np.ndarray
@@ -45,6 +47,7 @@ class FaceDataset:
     format: str = ""
     soft_labels: np.ndarray | None = None
     skipped: list[Skipped] = field(default_factory=list)
+    names: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -55,6 +58,8 @@ class FaceDataset:
             )
         if self.soft_labels is not None and len(self.soft_labels) != n:
             raise ValueError("soft_labels must have one row per image")
+        if self.names is not None and len(self.names) != n:
+            raise ValueError("names must have one entry per image")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -82,6 +87,7 @@ class FaceDataset:
             splits=self.splits[index],
             soft_labels=None if self.soft_labels is None else self.soft_labels[index],
             skipped=list(self.skipped),
+            names=None if self.names is None else self.names[index],
         )
 
     def split_for(self, role: str) -> str | None:

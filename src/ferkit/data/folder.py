@@ -169,6 +169,7 @@ def read_image_folder(
             images = np.empty((len(entries), size, size, *channels), np.uint8)
         label_idx = np.empty(len(entries), np.int64)
         splits: list[str] = []
+        names: list[str] = []
         n = 0
         for entry in progress_iter(entries, description="decoding images", enabled=show_progress):
             try:
@@ -184,6 +185,7 @@ def read_image_folder(
             images[n] = img if size is None else frame_face(img, None, size)  # as the runtime frames a crop
             label_idx[n] = label
             splits.append(_split_of(entry))
+            names.append("/".join(entry.parts))
             n += 1
     finally:
         close()
@@ -195,6 +197,7 @@ def read_image_folder(
         source=str(path),
         format="image-zip" if path.is_file() else "image-folder",
         skipped=log.skipped,
+        names=np.asarray(names, dtype=str).reshape(n),
     )
 
 

@@ -34,7 +34,7 @@ from ferkit.imageio import Color
 from ferkit.labels import LabelSet, get_label_set
 from ferkit.utils import atomic_path, cache_dir
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: image folders keep each file's name
 Format = Literal["auto", "fer2013-csv", "ferplus", "images", "packed"]
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
 
@@ -118,6 +118,8 @@ def _dataset_arrays(ds: FaceDataset) -> dict[str, np.ndarray]:
     }
     if ds.soft_labels is not None:
         arrays["soft_labels"] = ds.soft_labels
+    if ds.names is not None:
+        arrays["names"] = ds.names
     return arrays
 
 
@@ -139,6 +141,7 @@ def _load_cache(path: Path | io.BytesIO) -> FaceDataset:
             format=meta["format"],
             soft_labels=z["soft_labels"] if "soft_labels" in z.files else None,
             skipped=[Skipped(s, loc or None, p) for s, loc, p in z["skipped"].tolist()],
+            names=z["names"] if "names" in z.files else None,
         )
 
 

@@ -1,4 +1,4 @@
-"""A new classifier head on shipped models' features: a domain or class set in seconds.
+r"""A new classifier head on shipped models' features: a domain or class set in seconds.
 
 Usage::
 
@@ -14,13 +14,17 @@ joined features, standardised. The standardisation is folded into the head, whic
 as a tiny ONNX file (features in, probabilities out) whose card names the backbones: the
 runtime (``HeadClassifier``) runs them and the head as one model. Unless given, the weight
 decay is the one of ``WEIGHT_DECAYS`` with the best 5-fold cross-validated accuracy on the
-training split (folds of faces; where the split holds several frames of one clip, as SFEW
-does, the folds share clips and the estimate is optimistic, but it only ranks the values).
+training split. The folds split faces at random; where the split holds several frames of
+one clip or photos of one person, a fold then shares them with the others and the estimate
+is optimistic. ``groups``, a regular expression on each file's name, keeps faces whose names
+give the same match (its first group, if it has one) in one fold: ``r"^(.+?)_\d"`` groups
+SFEW's faces by film (``AlexEmma_000225840_00000024.png``), ``r"^S\d+"`` CK+'s by subject.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +48,42 @@ class HeadReport:
     cv_accuracy: dict[float, float] = field(default_factory=dict)  # weight decay -> CV accuracy
     train_accuracy: float = 0.0
     seconds: float = 0.0
+    folds: str = "random"  # how the cross-validation folds were made
+
+
+def group_folds(names, pattern: str, source: str, folds: int = 5) -> tuple[np.ndarray, int]:
+    """Fold of each face such that faces of one group share a fold, and the number of groups.
+
+    A face's group is what ``pattern`` matches in its file name (the first group of the
+    match, if the pattern has one). Groups go to folds largest first, each to the fold with
+    the fewest faces so far, so that folds come out near equal; deterministic."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise FerkitError(f"--groups {pattern!r}: not a regular expression ({exc})") from exc
+    if names is None:
+        raise FerkitError(
+            f"{source}: --groups needs the images' file names, which only a folder or zip of "
+            "images has (not a FER-2013 CSV or a packed file made from one)"
+        )
+    keys = []
+    for name in names:
+        base = str(name).rsplit("/", 1)[-1]
+        match = regex.search(base)
+        if match is None:
+            raise FerkitError(f"{source}: {name}: --groups {pattern!r} matches nothing in its file name")
+        keys.append(match.group(1) if regex.groups else match.group(0))
+    groups, index, sizes = np.unique(np.asarray(keys), return_inverse=True, return_counts=True)
+    if len(groups) < folds:
+        raise FerkitError(
+            f"{source}: --groups {pattern!r} gives {len(groups)} group(s); {folds}-fold "
+            f"cross-validation needs at least {folds}"
+        )
+    fold_of_group, load = np.empty(len(groups), np.int64), np.zeros(folds, np.int64)
+    for g in sorted(range(len(groups)), key=lambda g: (-sizes[g], groups[g])):
+        fold_of_group[g] = int(np.argmin(load))
+        load[fold_of_group[g]] += sizes[g]
+    return fold_of_group[index], len(groups)
 
 
 def _fit(x: np.ndarray, y: np.ndarray, classes: int, weight_decay: float) -> tuple[np.ndarray, np.ndarray]:
@@ -110,9 +150,11 @@ def fit_head(
     split: str = "train",
     weight_decay: float | None = None,
     labels: str | None = None,
+    groups: str | None = None,
 ) -> HeadReport:
     """Fit a head on ``backbones``' features of ``data``'s ``split`` and save it at ``out``
-    (``.onnx`` with a card, ``.json`` beside it)."""
+    (``.onnx`` with a card, ``.json`` beside it). ``groups``: cross-validation folds by a
+    regular expression on the file names (module docstring)."""
     from ferkit.card import ModelCard, save_onnx
     from ferkit.data import load_dataset
     from ferkit.runtime.catalog import resolve_model
@@ -137,13 +179,17 @@ def fit_head(
     counts = np.bincount(train.labels, minlength=len(ds.label_set.names))
     if len(train) < 2 * FOLDS or (counts > 0).sum() < 2:
         raise FerkitError(f"{data}: {len(train)} training faces in {(counts > 0).sum()} classes: too few")
+    if groups is not None:  # checked before the features are computed
+        folds, n_groups = group_folds(train.names, groups, str(data), FOLDS)
+        how = f"by file-name group ({groups!r}: {n_groups} groups)"
+    else:
+        folds, how = np.random.default_rng(0).permutation(len(train)) % FOLDS, "random"
     plain = joined_features(nets, train.images)
     mirrored = joined_features(nets, np.ascontiguousarray(train.images[:, :, ::-1]))
     y, classes = train.labels, len(ds.label_set.names)
 
     cv: dict[float, float] = {}
     if weight_decay is None:
-        folds = np.random.default_rng(0).permutation(len(y)) % FOLDS
         for wd in WEIGHT_DECAYS:
             right = 0.0
             for k in range(FOLDS):
@@ -168,6 +214,7 @@ def fit_head(
             "split": str(train.splits[0]),  # the split's own name (train -> Train)
             "weight_decay": weight_decay,
             "weight_decay_cv": {str(k): round(v, 4) for k, v in cv.items()},
+            "cv_folds": how if cv else None,
             "augment": "each face and its mirror image",
             "fit": "multinomial logistic regression, L2, L-BFGS, standardised features",
         },
@@ -200,4 +247,5 @@ def fit_head(
         cv,
         _accuracy(w, b, mu, sd, plain, mirrored, y),
         seconds,
+        how,
     )

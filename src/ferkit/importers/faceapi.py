@@ -11,7 +11,7 @@ The weights are read from the TF.js manifest (:mod:`ferkit.importers.tfjs`), loa
 PyTorch rebuild (:mod:`ferkit.models.faceapi`, checked against TensorFlow.js by
 ``tools/faceapi_reference.mjs``) and exported with face-api's preprocessing in the graph:
 RGB pixels in [0, 1], 112x112, minus face-api's mean RGB, softmax over its 7 expressions.
-Its weights keep TF.js's uint8 coding (``ferkit.export.compact_weights``): 0.49 MB, not 1.42.
+Its weights keep TF.js's uint8 coding (``ferkit.card.compact_weights``): 0.49 MB, not 1.42.
 The card records the package, its version, the sha256 of the file read and its licence.
 """
 
@@ -73,8 +73,8 @@ def _export(manifest: Path, out: Path, info: dict, state_dict: str | os.PathLike
     import onnxruntime as ort
     import torch
 
-    from ferkit.card import ModelCard, save_onnx
-    from ferkit.export import ProbabilityModel, compact_weights, onnx_program
+    from ferkit.card import ModelCard, compact_weights, save_onnx
+    from ferkit.export import ProbabilityModel, onnx_program
     from ferkit.importers.tfjs import read_tfjs_weights
     from ferkit.models import create_model
     from ferkit.models.faceapi import FACEAPI_LABELS, FACEAPI_MEAN_RGB, load_faceapi_weights

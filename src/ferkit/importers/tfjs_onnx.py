@@ -974,7 +974,7 @@ def import_tfjs(
     graph takes [0, 1] pixels and computes ``(pixels - mean) / std`` itself (the range the
     network was trained on; e.g. mean 0.5, std 0.5 for [-1, 1]); ``softmax`` adds one where
     the network ends in logits. Without labels the graph is the network as it is (NHWC)."""
-    from ferkit.card import ModelCard, save_onnx
+    from ferkit.card import ModelCard, compact_weights, save_onnx
     from ferkit.importers.npm import package_info, sha256_file, sha256_files, unpacked
     from ferkit.labels import canonical_emotion
 
@@ -1000,6 +1000,7 @@ def import_tfjs(
             proto = converted.model
             for key, value in (("source", json.dumps(info)), ("tfjs_reference", reference)):
                 proto.metadata_props.add(key=key, value=value)
+            compact_weights(proto)  # TF.js's uint8 or float16 weights stay that small
             with atomic_path(out) as tmp:
                 onnx.save(proto, str(tmp))
         else:
@@ -1031,6 +1032,7 @@ def import_tfjs(
                     "parameters": int(sum(np.prod(t.dims) for t in proto.graph.initializer)),
                 },
             )
+            compact_weights(proto)  # after the parameters are counted
             save_onnx(proto, card, out)
         return TfjsImport(
             out,

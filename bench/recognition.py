@@ -9,9 +9,7 @@ runs). Beside each model's faces/s stands its share of this CPU's measured peak 
 numerics it runs in: the peak probe times one large matrix product in ONNX Runtime on the
 same 2 threads (MatMulInteger, uint8 x 7-bit int8, 1024x1024x1024, for int8 models; MatMul
 float32 for float ones), best of 10, as multiply-accumulates per second; a model's share is
-faces/s x its MACs a face / that peak (a model running int8 and float networks, as `wild`
-does: the time each network's MACs would take at its own numerics' peak, summed, over the
-time a face takes). A second peak is that of one big integer convolution
+faces/s x its MACs a face / that peak. A second peak is that of one big integer convolution
 (QLinearConv, 3x3, 256 -> 256 channels, 16 x 24 x 24): the kernels the models' convolutions
 run, which on a CPU with AMX do not use it while the matrix product does.
 
@@ -181,26 +179,18 @@ def conv_peak_macs_per_s(
     return n * side * side * channels * channels * 9 / _seconds_a_run(graph, {"x": x}, threads, rounds)
 
 
-def model_numerics(name: str) -> list[tuple[str, int]]:
-    """("int8" or "float", MACs a face) for each network a shipped model runs, from the cards
-    (an ensemble or a head: each member's; `wild` runs int8 `ferplus` and float face-api)."""
+def model_numerics(name: str) -> tuple[str, int]:
+    """("int8" or "float", MACs a face) of a shipped model, from its card (an ensemble: its members')."""
     from ferkit.card import ModelCard
     from ferkit.runtime.catalog import member_path, resolve_model
 
     path = resolve_model(name)
     card = ModelCard.read(path)
-    parts = [ModelCard.read(member_path(path, m)) for m in card.members] if card.members else [card]
-    kinds = ["int8" if "int8" in (c.get("quantization") or "") else "float" for c in parts]
-    return [(kind, int(c.get("macs") or 0)) for kind, c in zip(kinds, parts, strict=True)]
-
-
-def share_of_peak(parts: list[tuple[str, int]], seconds_a_face: float, int8_peak: float, float_peak: float):
-    """The time a face would take at the peaks (each network's MACs at its numerics' peak) over
-    the time it takes: 1.0 is the CPU's limit. None where a card states no MACs."""
-    if not all(macs for _, macs in parts):
-        return None
-    ideal = sum(macs / (int8_peak if kind == "int8" else float_peak) for kind, macs in parts)
-    return ideal / seconds_a_face
+    if card.members:
+        parts = [ModelCard.read(member_path(path, m)) for m in card.members]
+        kinds = {"int8" if "int8" in (c.get("quantization") or "") else "float" for c in parts}
+        return ("int8" if kinds == {"int8"} else "mixed"), sum(int(c.get("macs") or 0) for c in parts)
+    return ("int8" if "int8" in (card.get("quantization") or "") else "float"), int(card.get("macs") or 0)
 
 
 def main() -> None:
@@ -237,15 +227,13 @@ def main() -> None:
         batched = timeit(
             lambda clf=clf: clf.predict_proba(faces, batch_size=64), max(1, args.repeat // 4)
         ) / len(faces)
-        parts = model_numerics(name)
-        kinds = {kind for kind, _ in parts}
-        kind = kinds.pop() if len(kinds) == 1 else "int8 + float"
-        macs = sum(m for _, m in parts)
-        share = share_of_peak(parts, batched, peaks["int8"], peaks["float"])
-        conv = share_of_peak(parts, batched, conv_peak, peaks["float"]) if "int8" in kind else None
+        kind, macs = model_numerics(name)
+        peak = peaks["int8" if kind == "int8" else "float"]
+        share = f"{macs / batched / peak:.0%}" if macs else ""
+        conv_share = f"{macs / batched / conv_peak:.0%}" if macs and kind == "int8" else ""
         print(
             f"| {name} | {kind} | {macs / 1e6:,.0f} | {1 / one:,.0f} | {1 / batched:,.0f} "
-            f"| {'' if share is None else f'{share:.0%}'} | {'' if conv is None else f'{conv:.0%}'} |"
+            f"| {share} | {conv_share} |"
         )
 
     pics = photos()

@@ -104,11 +104,9 @@ ELSEWHERE = """
 import sys
 from pathlib import Path
 import numpy as np
-try:
-    from numpy._core._multiarray_umath import __cpu_features__ as cpu
-except ImportError:  # numpy 1.x
-    from numpy.core._multiarray_umath import __cpu_features__ as cpu
 from ferkit.runtime.classifier import OnnxClassifier
+from ferkit.utils import cpuid_features
+cpu = cpuid_features()
 if not cpu.get("AVX2") or cpu.get("AVX512F") or cpu.get("AVX512VNNI"):
     sys.exit(3)  # not the CPU asked for
 faces = np.load(sys.argv[1])

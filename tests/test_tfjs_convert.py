@@ -233,6 +233,16 @@ def graph_reference(x, w):
     return np_softmax(gap @ w["fc/w"] + w["fc/b"]), pool.reshape(len(x), -1)
 
 
+def layer(cls: str, name: str, inbound: list[str], **config) -> dict:
+    """One Keras layer of a TF.js layers model's topology, fed by the layers named in ``inbound``."""
+    return {
+        "class_name": cls,
+        "name": name,
+        "config": {"name": name, **config},
+        "inbound_nodes": [[[i, 0, 0, {}] for i in inbound]] if inbound else [],
+    }
+
+
 def layers_model(folder: Path, rng) -> tuple[Path, dict]:
     """A functional Keras model: conv (relu6, SAME /2) -> batch norm -> two branches (separable
     conv VALID-padded by a zero padding; depthwise conv) added -> concatenate with the trunk
@@ -251,14 +261,6 @@ def layers_model(folder: Path, rng) -> tuple[Path, dict]:
         "fc/kernel": rng.normal(0, 0.3, (8, 7)).astype(np.float32),
         "fc/bias": rng.normal(0, 0.1, 7).astype(np.float32),
     }
-
-    def layer(cls, name, inbound, **config):
-        return {
-            "class_name": cls,
-            "name": name,
-            "config": {"name": name, **config},
-            "inbound_nodes": [[[i, 0, 0, {}] for i in inbound]] if inbound else [],
-        }
 
     layers = [
         layer("InputLayer", "x", [], batch_input_shape=[None, 10, 10, 1], dtype="float32"),
@@ -565,15 +567,6 @@ def test_quantised_weights_stay_small_in_the_onnx_file(tmp_path):
 
     rng = np.random.default_rng(5)
     w = {"fc/kernel": rng.normal(0, 0.1, (100, 40)).astype(np.float32), "fc/bias": np.zeros(40, np.float32)}
-
-    def layer(cls, name, inbound, **config):
-        inbound_nodes = [[[i, 0, 0, {}] for i in inbound]] if inbound else []
-        return {
-            "class_name": cls,
-            "name": name,
-            "config": {"name": name, **config},
-            "inbound_nodes": inbound_nodes,
-        }
 
     topology = {
         "class_name": "Model",

@@ -228,7 +228,6 @@ def compact_weights(model, *, min_size: int = COMPACT_MIN_SIZE) -> dict[str, int
             continue
         name = init.name
         table, index = np.unique(values, return_inverse=True)
-        half = values.astype(np.float16)
         if len(table) <= 256:
             index = index.reshape(values.shape).astype(np.uint8)
             init.CopyFrom(numpy_helper.from_array(index, f"{name}_index"))
@@ -238,7 +237,9 @@ def compact_weights(model, *, min_size: int = COMPACT_MIN_SIZE) -> dict[str, int
             nodes.append(helper.make_node("Cast", [f"{name}_index"], [wide], to=TensorProto.INT32))
             nodes.append(helper.make_node("Gather", [f"{name}_table", wide], [name], axis=0))
             counts["table"] += 1
-        elif np.all(np.isfinite(half)) and np.array_equal(half.astype(np.float32), values):
+            continue
+        half = values.astype(np.float16)
+        if np.all(np.isfinite(half)) and np.array_equal(half.astype(np.float32), values):
             init.CopyFrom(numpy_helper.from_array(half, f"{name}_float16"))
             nodes.append(helper.make_node("Cast", [f"{name}_float16"], [name], to=TensorProto.FLOAT))
             counts["float16"] += 1

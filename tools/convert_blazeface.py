@@ -19,11 +19,12 @@ What the converter does to them: TFLite's NHWC graph becomes ONNX's NCHW (input
 ``(1, 3, H, W)``); the float16 weights are widened to float32 (ONNX Runtime's CPU kernels
 are float32) and stored back as float16 behind ``Cast`` nodes that ONNX Runtime folds at load
 (``ferkit.card.compact_weights``: half the bytes, the same float32 weights in the session,
-bit-for-bit the same outputs); the input's height and width become free (``any_input_size``:
-a frame goes in without letterbox bands); nothing else. The script then names the model's source and licence in its
-metadata, checks it with ``onnx.checker`` and, where ``ai-edge-litert`` is installed,
-compares both outputs with the TFLite model's on random and real inputs (max abs difference
-printed; ``tests/test_blazeface_onnx.py`` repeats that check in the test suite).
+bit-for-bit the same outputs); the input's height and width become free
+(``any_input_size``: a frame goes in without letterbox bands); nothing else. The script
+then names the model's source and licence in its metadata, checks it with
+``onnx.checker`` and, where ``ai-edge-litert`` is installed, compares both outputs with the
+TFLite model's on random and real inputs (max abs difference printed;
+``tests/test_blazeface_onnx.py`` repeats that check in the test suite).
 """
 
 from __future__ import annotations

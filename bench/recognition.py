@@ -193,120 +193,136 @@ def model_numerics(name: str) -> tuple[str, int]:
     return ("int8" if "int8" in (card.get("quantization") or "") else "float"), int(card.get("macs") or 0)
 
 
+SECTIONS = ("classifiers", "detectors", "folder", "stream", "groups", "photos")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--peer-python", default=os.path.expanduser("~/.cache/ferkit/peers-venv/bin/python"))
+    parser.add_argument(
+        "--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="parts to run (default: all)"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 256, (1024, 48, 48), dtype=np.uint8)
     from ferkit.utils import cpu_description
 
-    peaks = {kind: peak_macs_per_s(kind) for kind in ("int8", "float")}
-    conv_peak = conv_peak_macs_per_s()
     print(f"CPU: {cpu_description()}, cores: {os.cpu_count()}, 2 threads")
-    print(
-        f"peak (ONNX Runtime, 1024^3 matrix product, 2 threads): int8 {peaks['int8'] / 1e9:,.0f} G MAC/s, "
-        f"float32 {peaks['float'] / 1e9:,.0f} G MAC/s; int8 convolution (QLinearConv 3x3 256->256, "
-        f"16x24x24): {conv_peak / 1e9:,.0f} G MAC/s\n\n## Classifier (ONNX Runtime)\n"
-    )
-    print(
-        "| model | numerics | MMACs a face | faces/s batch 1 | faces/s batch 64 | share of peak (batch 64) "
-        "| share of the int8 convolution peak |"
-    )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for name in shipped_models():
-        clf = load_model(name)
-        one = (
-            timeit(
-                lambda clf=clf: [clf.predict_proba(faces[i : i + 1]) for i in range(64)],
-                max(1, args.repeat // 4),
-            )
-            / 64
-        )
-        batched = timeit(
-            lambda clf=clf: clf.predict_proba(faces, batch_size=64), max(1, args.repeat // 4)
-        ) / len(faces)
-        kind, macs = model_numerics(name)
-        peak = peaks["int8" if kind == "int8" else "float"]
-        share = f"{macs / batched / peak:.0%}" if macs else ""
-        conv_share = f"{macs / batched / conv_peak:.0%}" if macs and kind == "int8" else ""
+    if "classifiers" in args.sections:
+        peaks = {kind: peak_macs_per_s(kind) for kind in ("int8", "float")}
+        conv_peak = conv_peak_macs_per_s()
         print(
-            f"| {name} | {kind} | {macs / 1e6:,.0f} | {1 / one:,.0f} | {1 / batched:,.0f} "
-            f"| {share} | {conv_share} |"
+            "peak (ONNX Runtime, 1024^3 matrix product, 2 threads): "
+            f"int8 {peaks['int8'] / 1e9:,.0f} G MAC/s, "
+            f"float32 {peaks['float'] / 1e9:,.0f} G MAC/s; int8 convolution (QLinearConv 3x3 256->256, "
+            f"16x24x24): {conv_peak / 1e9:,.0f} G MAC/s\n\n## Classifier (ONNX Runtime)\n"
         )
+        print(
+            "| model | numerics | MMACs a face | faces/s batch 1 | faces/s batch 64 "
+            "| share of peak (batch 64) | share of the int8 convolution peak |"
+        )
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        for name in shipped_models():
+            clf = load_model(name)
+            one = (
+                timeit(
+                    lambda clf=clf: [clf.predict_proba(faces[i : i + 1]) for i in range(64)],
+                    max(1, args.repeat // 4),
+                )
+                / 64
+            )
+            batched = timeit(
+                lambda clf=clf: clf.predict_proba(faces, batch_size=64), max(1, args.repeat // 4)
+            ) / len(faces)
+            kind, macs = model_numerics(name)
+            peak = peaks["int8" if kind == "int8" else "float"]
+            share = f"{macs / batched / peak:.0%}" if macs else ""
+            conv_share = f"{macs / batched / conv_peak:.0%}" if macs and kind == "int8" else ""
+            print(
+                f"| {name} | {kind} | {macs / 1e6:,.0f} | {1 / one:,.0f} | {1 / batched:,.0f} "
+                f"| {share} | {conv_share} |"
+            )
 
     pics = photos()
     frames = [frame_640x480(pics["astronaut"]), frame_640x480(pics["grace_hopper"])]
-    print("\n## Detectors on 640x480 frames\n")
-    print("| detector | ms / image | end-to-end images/s (default model, flip TTA) |")
-    print("| --- | ---: | ---: |")
-    e2e = {}
-    print(f"(default detector 'auto' is {create_detector('auto').name} here)\n")
-    for det_name in [d for d in list_detectors() if d not in ("none", "auto")]:
-        try:
-            detector = create_detector(det_name)
-        except Exception as exc:  # an optional detector that is not installed
-            print(f"| {det_name} | not available: {exc} | |")
-            continue
-        ms = timeit(lambda d=detector: [d.detect(f) for f in frames], args.repeat) / len(frames) * 1000
-        rec = Recognizer("default", detector=detector)
-        per_image = timeit(lambda r=rec: [r.recognize(f) for f in frames], args.repeat) / len(frames)
-        e2e[det_name] = 1 / per_image
-        print(f"| {det_name} | {ms:.1f} | {1 / per_image:,.1f} |")
+    if "detectors" in args.sections:
+        print("\n## Detectors on 640x480 frames\n")
+        print("| detector | ms / image | end-to-end images/s (default model, flip TTA) |")
+        print("| --- | ---: | ---: |")
+        e2e = {}
+        print(f"(default detector 'auto' is {create_detector('auto').name} here)\n")
+        for det_name in [d for d in list_detectors() if d not in ("none", "auto")]:
+            try:
+                detector = create_detector(det_name)
+            except Exception as exc:  # an optional detector that is not installed
+                print(f"| {det_name} | not available: {exc} | |")
+                continue
+            ms = timeit(lambda d=detector: [d.detect(f) for f in frames], args.repeat) / len(frames) * 1000
+            rec = Recognizer("default", detector=detector)
+            per_image = timeit(lambda r=rec: [r.recognize(f) for f in frames], args.repeat) / len(frames)
+            e2e[det_name] = 1 / per_image
+            print(f"| {det_name} | {ms:.1f} | {1 / per_image:,.1f} |")
 
-    if Path(args.peer_python).exists():
-        with tempfile.TemporaryDirectory() as tmp:
-            np.save(Path(tmp, "frames.npy"), np.stack(frames))
-            proc = subprocess.run(
-                [
-                    args.peer_python,
-                    str(HERE / "_peer_predict.py"),
-                    "fer-e2e",
-                    str(Path(tmp, "frames.npy")),
-                    str(Path(tmp, "out.npy")),
-                    str(args.repeat),
-                ],
-                capture_output=True,
-                text=True,
-            )
-            if proc.returncode == 0:
-                fer_ips = 1 / float(proc.stdout.split("SECONDS")[-1])
-                print(f"| fer package (its Haar + mini-Xception) | | {fer_ips:,.1f} |")
-                for name, ips in e2e.items():
-                    print(f"\nferkit {name} end-to-end / fer: {ips / fer_ips:.1f}x")
-            else:
-                print(f"fer package: failed: {proc.stderr.strip().splitlines()[-1:]}")
+        if Path(args.peer_python).exists():
+            with tempfile.TemporaryDirectory() as tmp:
+                np.save(Path(tmp, "frames.npy"), np.stack(frames))
+                proc = subprocess.run(
+                    [
+                        args.peer_python,
+                        str(HERE / "_peer_predict.py"),
+                        "fer-e2e",
+                        str(Path(tmp, "frames.npy")),
+                        str(Path(tmp, "out.npy")),
+                        str(args.repeat),
+                    ],
+                    capture_output=True,
+                    text=True,
+                )
+                if proc.returncode == 0:
+                    fer_ips = 1 / float(proc.stdout.split("SECONDS")[-1])
+                    print(f"| fer package (its Haar + mini-Xception) | | {fer_ips:,.1f} |")
+                    for name, ips in e2e.items():
+                        print(f"\nferkit {name} end-to-end / fer: {ips / fer_ips:.1f}x")
+                else:
+                    print(f"fer package: failed: {proc.stderr.strip().splitlines()[-1:]}")
 
-    folder_throughput(frames, args)
-    stream_throughput(frames)
+    if "folder" in args.sections:
+        folder_throughput(frames, args)
+    if "stream" in args.sections:
+        stream_throughput(frames)
 
-    print("\n## Group photos and small faces (faces found / ms per image)\n")
-    scenes = {"collage 1973x512, 4 faces": collage(pics), "1280x720, 8 faces of 24 px": small_faces(pics, 24)}
-    print("| detector | " + " | ".join(scenes) + " |")
-    print("| --- |" + " ---: |" * len(scenes))
-    candidates = [("blazeface", {"tiles": t}) for t in ("never", "auto", "always")]
-    candidates += [(d, {}) for d in ("hog", "haar") if _available(d)]
-    for det_name, kw in candidates:
-        detector = create_detector(det_name, min_size=15, **kw)
-        cells = []
-        for scene in scenes.values():
-            ms = timeit(lambda d=detector, s=scene: d.detect(s), max(1, args.repeat // 4)) * 1000
-            cells.append(f"{len(detector.detect(scene))} / {ms:.1f}")
-        label = det_name + (f" tiles={kw['tiles']}" if kw else "")
-        print(f"| {label} | " + " | ".join(cells) + " |")
+    if "groups" in args.sections:
+        print("\n## Group photos and small faces (faces found / ms per image)\n")
+        scenes = {
+            "collage 1973x512, 4 faces": collage(pics),
+            "1280x720, 8 faces of 24 px": small_faces(pics, 24),
+        }
+        print("| detector | " + " | ".join(scenes) + " |")
+        print("| --- |" + " ---: |" * len(scenes))
+        candidates = [("blazeface", {"tiles": t}) for t in ("never", "auto", "always")]
+        candidates += [(d, {}) for d in ("hog", "haar") if _available(d)]
+        for det_name, kw in candidates:
+            detector = create_detector(det_name, min_size=15, **kw)
+            cells = []
+            for scene in scenes.values():
+                ms = timeit(lambda d=detector, s=scene: d.detect(s), max(1, args.repeat // 4)) * 1000
+                cells.append(f"{len(detector.detect(scene))} / {ms:.1f}")
+            label = det_name + (f" tiles={kw['tiles']}" if kw else "")
+            print(f"| {label} | " + " | ".join(cells) + " |")
 
-    print("\n## Photos that ship in packages\n")
-    rec_by = {
-        d: Recognizer("default", detector=d)
-        for d in list_detectors()
-        if d not in ("none", "auto") and _available(d)
-    }
-    for name, photo in pics.items():
-        for det_name, rec in rec_by.items():
-            found = rec.recognize(photo)
-            desc = "; ".join(f"{f.box} {f.label} {f.confidence:.0%}" for f in found) or "no face"
-            print(f"- {name} ({photo.shape[1]}x{photo.shape[0]}), {det_name}: {desc}")
+    if "photos" in args.sections:
+        print("\n## Photos that ship in packages\n")
+        rec_by = {
+            d: Recognizer("default", detector=d)
+            for d in list_detectors()
+            if d not in ("none", "auto") and _available(d)
+        }
+        for name, photo in pics.items():
+            for det_name, rec in rec_by.items():
+                found = rec.recognize(photo)
+                desc = "; ".join(f"{f.box} {f.label} {f.confidence:.0%}" for f in found) or "no face"
+                print(f"- {name} ({photo.shape[1]}x{photo.shape[0]}), {det_name}: {desc}")
 
 
 def folder_throughput(frames: list[np.ndarray], args, n_files: int = 200, rounds: int = 3) -> None:

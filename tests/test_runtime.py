@@ -228,6 +228,37 @@ def test_blazeface_finds_faces_with_keypoints(model):
     assert len(create_detector("blazeface", model=model).detect(data.camera())) == 1  # the cameraman too
 
 
+def test_blazeface_short_is_a_detector_of_its_own(tmp_path):
+    """``blazeface-short`` (faces near the camera) is the short-range model by name: from the
+    API, in Recognizer's copies for workers, and on the command line, tiling option and all."""
+    import csv
+
+    import cv2
+    from skimage import data
+    from typer.testing import CliRunner
+
+    from ferkit.cli import app
+
+    detector = create_detector("blazeface-short")
+    assert (detector.name, detector.spec.name, detector.min_score) == ("blazeface-short", "short", 0.5)
+    same = create_detector("blazeface", model="short").detect(data.astronaut())
+    assert [d.box for d in detector.detect(data.astronaut())] == [d.box for d in same]
+    with pytest.raises(FerkitError, match="blazeface-short is the short-range model"):
+        create_detector("blazeface-short", model="full")
+    rec = Recognizer("fast", detector="blazeface-short", min_face=30)
+    assert [r.detector.name for r in rec.replicas(2)] == ["blazeface-short"] * 2
+    assert rec.detector.min_size == 30
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    out = tmp_path / "faces.csv"
+    args = ["predict", str(photo), "--detector", "blazeface-short", "--tiles", "never", "--csv", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (row,) = list(csv.DictReader(out.open()))
+    x, w = int(row["x"]), int(row["w"])
+    assert 190 < x + w / 2 < 250 and row["label"] == "happy"
+
+
 def test_auto_detector_prefers_blazeface():
     assert create_detector("auto").name == "blazeface"
 

@@ -34,8 +34,9 @@ def eval_cmd(
     ),
     detect: Optional[str] = typer.Option(
         None,
-        help="Through detection, as a user's photo goes: run this face detector (auto, blazeface, hog, "
-        "haar) on each photo of a folder dataset and classify its first face; no face counts as wrong.",
+        help="Through detection, as a user's photo goes: run this face detector (auto, blazeface, "
+        "blazeface-short, hog, haar) on each photo of a folder dataset and classify its first face; "
+        "no face counts as wrong.",
     ),
     align: str = typer.Option("none", help="With --detect: " + ALIGN_HELP),
 ) -> None:

@@ -20,7 +20,9 @@ def predict(
     inputs: list[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
     model: str = typer.Option("default", help="Shipped model name or .onnx file."),
     detector: str = typer.Option(
-        "auto", help="Face detector: auto (= blazeface), blazeface, hog, haar, none (inputs are face crops)."
+        "auto",
+        help="Face detector: auto (= blazeface), blazeface, blazeface-short (faces near the camera: "
+        "webcams, selfies; faster), hog, haar, none (inputs are face crops).",
     ),
     tiles: str = typer.Option(
         "auto",
@@ -104,11 +106,12 @@ def predict(
     from ferkit.errors import DataError
     from ferkit.outputs import check_outputs
     from ferkit.runtime.batch import auto_workers, expand_inputs
+    from ferkit.runtime.detect import is_blazeface
     from ferkit.runtime.recognize import Recognizer
     from ferkit.runtime.writers import FaceRowWriter
     from ferkit.utils import stop_signals
 
-    tiling = {"tiles": tiles} if detector in ("auto", "blazeface") else {}
+    tiling = {"tiles": tiles} if is_blazeface(detector) else {}
     if tiles != "auto" and not tiling:
         raise typer.BadParameter(
             f"--tiles is for the blazeface detector, not {detector}", param_hint="--tiles"

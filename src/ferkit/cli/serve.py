@@ -14,7 +14,11 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind (localhost by default)."),
     port: int = typer.Option(8000, min=0, max=65535, help="Port (0: any free port)."),
     model: str = typer.Option("default", help="Shipped model name or .onnx file."),
-    detector: str = typer.Option("auto", help="Face detector."),
+    detector: str = typer.Option(
+        "auto",
+        help="Face detector: auto (= blazeface), blazeface, blazeface-short (faces near the camera), "
+        "hog, haar.",
+    ),
     align: str = typer.Option("none", help=ALIGN_HELP),
     workers: int = typer.Option(2, min=1, help="Inference worker threads."),
     max_upload_mb: float = typer.Option(10.0, min=0.01, help="Largest accepted upload or frame (MB)."),

@@ -16,7 +16,11 @@ from ferkit.cli.options import ALIGN_HELP
 def video(
     source: str = typer.Argument(..., help="Video file, camera index (0) or stream URL."),
     model: str = typer.Option("default", help="Shipped model name or .onnx file."),
-    detector: str = typer.Option("auto", help="Face detector: auto (= blazeface), blazeface, hog, haar."),
+    detector: str = typer.Option(
+        "auto",
+        help="Face detector: auto (= blazeface), blazeface, blazeface-short (faces near the camera: "
+        "webcams; faster), hog, haar.",
+    ),
     align: str = typer.Option("none", help=ALIGN_HELP),
     detect_every: int = typer.Option(2, help="Run the detector every N frames; track in between."),
     classify_every: int = typer.Option(1, help="Classify faces every K frames."),

@@ -23,7 +23,7 @@ from ferkit.errors import UnknownNameError
 from ferkit.framing import CROP_MARGIN, DETECTOR_MARGIN, frame_eyes, frame_face
 from ferkit.imageio import to_rgb
 from ferkit.runtime.classifier import EnsembleClassifier, OnnxClassifier, load_model
-from ferkit.runtime.detect import Detection, FaceDetector, create_detector, to_gray
+from ferkit.runtime.detect import Detection, FaceDetector, create_detector, is_blazeface, to_gray
 from ferkit.runtime.tta import check_tta, predict_tta
 
 
@@ -110,7 +110,7 @@ def crop_face(
 
 def make_detector(name: str, min_face: int = 20, **detector_args) -> FaceDetector:
     """A detector by name, told the smallest face side where it takes one (as ``Recognizer``)."""
-    if name in ("haar", "auto", "blazeface", "hog"):
+    if name in ("haar", "hog") or is_blazeface(name):
         detector_args.setdefault("min_size", min_face)
     return create_detector(name, **detector_args)
 
@@ -140,7 +140,7 @@ class Recognizer:
         # A name or path is loaded here; anything else is a loaded model (load_model's result).
         self.classifier = model if hasattr(model, "predict_proba") else load_model(model, threads=threads)
         if isinstance(detector, str):
-            if threads is not None and detector in ("auto", "blazeface"):  # its sessions too
+            if threads is not None and is_blazeface(detector):  # its sessions too
                 detector_args.setdefault("threads", threads)
             detector = make_detector(detector, min_face, **detector_args)
         self.detector = detector
@@ -174,7 +174,7 @@ class Recognizer:
         if n <= 1 or not isinstance(name, str):
             return [self.detector]
         args = dict(self._detector_args)
-        if name in ("auto", "blazeface"):
+        if is_blazeface(name):
             args.setdefault("threads", threads)
         return [make_detector(name, self._recipe["min_face"], **args) for _ in range(n)]
 

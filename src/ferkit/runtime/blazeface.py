@@ -218,9 +218,8 @@ _BACKENDS = {"onnx": _OnnxModel, "litert": _LiteRTModel}
 
 @register_detector("blazeface")
 class BlazeFaceDetector:
-    """BlazeFace (full- or short-range) on ONNX Runtime (or LiteRT); 6 keypoints per face."""
-
-    name = "blazeface"
+    """BlazeFace (full- or short-range) on ONNX Runtime (or LiteRT); 6 keypoints per face.
+    Its ``name`` is its registry name: ``blazeface``, or ``blazeface-short`` for short range."""
 
     def __init__(
         self,
@@ -355,7 +354,7 @@ class BlazeFaceDetector:
 
 @register_detector("blazeface-short")
 def short_range(**kwargs) -> BlazeFaceDetector:
-    """``blazeface`` with its short-range model: faces near the camera, in about half the time."""
+    """``blazeface`` with its short-range model: faces near the camera (``bench/near_faces.py``)."""
     if kwargs.get("model", "short") != "short":
         raise FerkitError("blazeface-short is the short-range model; for another, use blazeface with model=")
     return BlazeFaceDetector(**{**kwargs, "model": "short"})

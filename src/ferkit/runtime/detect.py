@@ -15,8 +15,8 @@ Detectors:
   (``ferkit.runtime.blazeface``): fast, finds small faces by tiling, 6 keypoints (eyes, nose,
   mouth, ears). Options: ``model`` (full/short), ``tiles`` (auto/always/never), ``min_score``.
 - ``blazeface-short``: BlazeFace's short-range model, for faces near the camera (webcams,
-  selfies, faces wider than about a fifth of the frame): about half the time of ``blazeface``
-  on a 640x480 frame, and finds such faces more often; far and small faces it misses.
+  selfies): on such faces in 640x480 frames it finds more of them than ``blazeface`` in less
+  than half the time (``bench/near_faces.py``); far and small faces it misses.
 - ``none``: the input already is a face crop (like FER-2013 images): one box, the whole image.
 
 Images larger than ``max_side`` are downscaled for detection and boxes mapped back.

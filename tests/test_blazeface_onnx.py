@@ -65,8 +65,8 @@ def test_onnx_outputs_match_the_tflite_model(model, size):
     spec = blazeface._SPECS[model]
     onnx_model, tflite_model = blazeface._OnnxModel(spec, 1), blazeface._LiteRTModel(spec, 1)
     rng = np.random.default_rng(0)
-    real = cv2.resize(data.astronaut(), (size, size))[None].astype(np.float32) / 127.5 - 1
-    for x in (rng.uniform(-1, 1, (1, size, size, 3)).astype(np.float32), real):
+    real = cv2.resize(data.astronaut(), (size, size)).transpose(2, 0, 1)[None].astype(np.float32) / 127.5 - 1
+    for x in (rng.uniform(-1, 1, (1, 3, size, size)).astype(np.float32), real):
         for a, b in zip(onnx_model(x), tflite_model(x), strict=True):
             assert a.shape == b.shape
             np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
@@ -98,7 +98,7 @@ def test_a_4_3_frame_goes_in_without_letterbox_bands(model, shape):
             self.inner = inner
 
         def __call__(self, x):
-            seen.append(x.shape[1:3])
+            seen.append(x.shape[2:])  # (1, 3, H, W)
             return self.inner(x)
 
     detector = create_detector("blazeface", model=model, tiles="never")
@@ -113,6 +113,29 @@ def test_a_4_3_frame_goes_in_without_letterbox_bands(model, shape):
     assert len(ours) == len(theirs) == 1
     assert np.abs(np.subtract(ours[0].box, theirs[0].box)).max() <= 0.05 * theirs[0].box[2]
     np.testing.assert_allclose(ours[0].landmarks, theirs[0].landmarks, atol=0.05 * theirs[0].box[2])
+
+
+@pytest.mark.parametrize(
+    "shape,size",
+    [
+        ((480, 640), (144, 192)),
+        ((720, 1280), (108, 192)),
+        ((288, 288), (192, 192)),
+        ((481, 641), (144, 192)),
+        ((480, 640), (96, 128)),
+        ((100, 60), (160, 96)),
+    ],
+)
+def test_the_model_input_is_opencvs_area_average(shape, size):
+    """The block-product shrink (640x480, 1280x720, tiles) and its OpenCV fallbacks (a size
+    with no common factor, whole-number steps, enlarging) give INTER_AREA's numbers, less its
+    rounding to uint8, scaled to [-1, 1] and channels first."""
+    image = np.random.default_rng(3).integers(0, 256, (*shape, 3), np.uint8)
+    ours = blazeface.shrink_normalised(image, size[1], size[0])
+    theirs = cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
+    assert ours.shape == (3, *size) and ours.dtype == np.float32
+    np.testing.assert_allclose((ours + 1) * 127.5, theirs.transpose(2, 0, 1), atol=0.51)
+    assert np.abs((ours + 1) * 127.5 - theirs.transpose(2, 0, 1)).mean() < 0.3  # not merely close
 
 
 def test_anchors_follow_the_input_shape():

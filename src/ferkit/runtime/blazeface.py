@@ -115,7 +115,19 @@ def _area_weights(n_in: int, n_out: int) -> tuple[np.ndarray, int]:
         start, end = j * step, (j + 1) * step
         for i in range(int(start), min(block_in, math.ceil(end))):
             weights[j, i] = (min(end, i + 1) - max(start, i)) / step
-    return weights.astype(np.float32), g
+    weights = weights.astype(np.float32)
+    weights.flags.writeable = False  # shared by every call (cached)
+    return weights, g
+
+
+@functools.lru_cache(maxsize=64)
+def _area_products(h: int, w: int, height: int, width: int, channels: int):
+    """The two matrices of ``shrink_normalised``: rows (scaled to [0, 2]) and interleaved columns."""
+    (wy, gy), (wx, gx) = _area_weights(h, height), _area_weights(w, width)
+    rows = wy / np.float32(127.5)
+    columns = np.kron(wx, np.eye(channels, dtype=np.float32)).T.copy()  # (block_in x C, block_out x C)
+    rows.flags.writeable = columns.flags.writeable = False
+    return rows, gy, columns, gx
 
 
 # A block product costs (block_out x channels) multiply-adds an input pixel, so it is used up to
@@ -143,10 +155,10 @@ def shrink_normalised(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     # Products small enough that OpenBLAS runs each on the calling thread: one it spread over
     # the cores would leave its threads spinning into the detector's ONNX Runtime call (2.6 ms
     # a 640x480 detect with the horizontal pass as one product, 5.7 ms so).
-    x = np.matmul(wy / 127.5, rgb.astype(np.float32).reshape(gy, h // gy, w * channels))
+    rows, gy, columns, gx = _area_products(h, w, height, width, channels)
+    x = np.matmul(rows, rgb.astype(np.float32).reshape(gy, h // gy, w * channels))
     x = x.reshape(height, gx, (w // gx) * channels)  # per output row: its horizontal blocks
-    per_block = np.kron(wx, np.eye(channels, dtype=np.float32))  # interleaved channels
-    x = np.matmul(x, per_block.T).reshape(height, width, channels).transpose(2, 0, 1)
+    x = np.matmul(x, columns).reshape(height, width, channels).transpose(2, 0, 1)
     return x - 1.0
 
 
@@ -379,13 +391,17 @@ class BlazeFaceDetector:
                     looks.append((boxes[~cut], scores[~cut], points[~cut]))
         if self.tiles != "never" and not any(len(b) for b, _, _ in looks):
             looks.append(self.look(rgb, context=CLOSE_UP_CONTEXT))  # a face filling the image
-        boxes = np.concatenate([b for b, _, _ in looks])
-        if not len(boxes):
-            return []
-        scores = np.concatenate([s for _, s, _ in looks])
-        points = np.concatenate([p for _, _, p in looks])
+        if len(looks) == 1 and self.tiles != "never":
+            merged = first  # one look: its suppression is already done
+        else:
+            boxes = np.concatenate([b for b, _, _ in looks])
+            if not len(boxes):
+                return []
+            scores = np.concatenate([s for _, s, _ in looks])
+            points = np.concatenate([p for _, _, p in looks])
+            merged = weighted_nms(boxes, scores, points)
         out = []
-        for box, score, pts in weighted_nms(boxes, scores, points):
+        for box, score, pts in merged:
             x0, y0 = max(0.0, box[0]), max(0.0, box[1])
             x1, y1 = min(float(w), box[2]), min(float(h), box[3])
             if x1 - x0 < max(1, self.min_size) or y1 - y0 < 1:

@@ -275,3 +275,28 @@ def test_default_tiling_finds_every_face_of_a_collage():
     faces = create_detector("blazeface").detect(rgb)
     quarters = {(x + w / 2 >= 400, y + h / 2 >= 400) for x, y, w, h in (f.box for f in faces)}
     assert len(faces) == 4 and len(quarters) == 4  # one face in each quarter
+
+
+def test_short_range_tile_looks_keep_only_confident_faces():
+    """The short-range model finds faces in textures it sees enlarged in a tile: its tile looks
+    keep scores >= 0.6 (its whole-image look 0.5); full range's tiles keep its own threshold."""
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    for name, kept in (("blazeface-short", [0.65]), ("blazeface", [0.65, 0.62])):
+        detector = create_detector(name)
+        whole = detector.look
+
+        def look(rgb, x0=0, y0=0, width=0, height=0, context=1.0, whole=whole, name=name):
+            if not width:  # the whole image: nothing found, so the tiles run
+                return (
+                    whole(rgb, context=context)
+                    if context != 1
+                    else (np.zeros((0, 4)), np.zeros(0), np.zeros((0, 6, 2)))
+                )
+            boxes = np.array(
+                [[x0 + 40.0, y0 + 40, x0 + 80, y0 + 80], [x0 + 100.0, y0 + 40, x0 + 140, y0 + 80]]
+            )
+            return boxes, np.array([0.65, 0.55 if name == "blazeface-short" else 0.62]), np.zeros((2, 6, 2))
+
+        detector.look = look
+        scores = sorted({round(float(d.score), 2) for d in detector.detect(frame)}, reverse=True)
+        assert scores == kept, name

@@ -384,3 +384,89 @@ def test_closing_a_video_run_early_stops_its_detectors(clip):
     next(results)
     results.close()  # a stop, or q in the window
     assert not [t for t in threading.enumerate() if t.name.startswith("ferkit-detect")]
+
+
+@pytest.fixture(scope="module")
+def small_faces_clip(face):
+    """Two seconds of 1280x720 with three 60 px faces: too small for BlazeFace's one look at
+    the whole frame, found by its tiles."""
+    from ferkit.synth import render_frames
+
+    actors = [
+        Actor(
+            {"happy": face},
+            [(0.0, "happy")],
+            start=(100 + 300 * k, 200 + 60 * k),
+            end=(140 + 300 * k, 220 + 60 * k),
+            size=60,
+        )
+        for k in range(3)
+    ]
+    return [(i, i / 25, frame) for i, (frame, _) in enumerate(render_frames(actors, 2, 25, size=(1280, 720)))]
+
+
+def counting_looks(rec):
+    looks = []
+    look = rec.detector.look
+
+    def counted(*args, **kwargs):
+        looks.append(args[1:3] or (0, 0))
+        return look(*args, **kwargs)
+
+    rec.detector.look = counted
+    return looks
+
+
+def test_small_faces_are_carried_between_whole_searches(small_faces_clip):
+    """The tiles run on the first detection and then every half second; the detections between
+    take one look (and the close-up look where it sees nothing), and carry the small faces on
+    their last boxes: every frame has all three faces, with the same ids, at a quarter of the looks."""
+    from ferkit.runtime.video import process_frames
+
+    runs = {}
+    for every in (0.0, None):  # 0: a whole search on every detection, as for a photo
+        rec = Recognizer("fast")
+        looks = counting_looks(rec)
+        results = list(process_frames(iter(small_faces_clip), rec, detect_every=2, full_search_every=every))
+        runs[every] = (results, len(looks))
+    (every_time, looks_every_time), (results, looks) = runs[0.0], runs[None]
+    assert all(len(r.faces) == 3 for r in every_time)
+    assert all(len(r.faces) == 3 for r in results)  # none blinks out between whole searches
+    assert {f.id for r in results for f in r.faces} == {1, 2, 3}
+    # Whole searches at 0, 0.56, 1.12 and 1.68 s (the first detection frames half a second on):
+    # only there are the small faces detected; in between they are carried, not seen.
+    detected = [r.index for r in results if any(f.detected for f in r.faces)]
+    assert detected == [0, 14, 28, 42]
+    assert looks < 0.3 * looks_every_time
+    # Carried boxes stay on the faces (60 px, moving 20 px a second): within half a face of
+    # where a whole search on that frame puts them.
+    for r, r_every in zip(results, every_time, strict=True):
+        for f, g in zip(
+            sorted(r.faces, key=lambda f: f.id), sorted(r_every.faces, key=lambda f: f.id), strict=True
+        ):
+            assert abs(f.box[0] - g.box[0]) + abs(f.box[1] - g.box[1]) < 30
+
+
+def test_a_small_face_gone_is_dropped_at_the_next_whole_search(small_faces_clip):
+    from ferkit.runtime.video import process_frames
+    from ferkit.synth import render_frames
+
+    ((background, _),) = render_frames([], 0.04, 25, size=(1280, 720))  # the clip's, without faces
+    frames = small_faces_clip[:10] + [(i, i / 25, background) for i in range(10, 30)]
+    results = list(process_frames(iter(frames), Recognizer("fast"), detect_every=2))
+    assert all(len(r.faces) == 3 for r in results[:10])
+    # Carried on their last boxes until the whole search at 0.56 s (frame 14), then gone.
+    assert all(len(r.faces) == 3 and not any(f.detected for f in r.faces) for r in results[10:14])
+    assert not any(r.faces for r in results[14:])
+
+
+def test_whole_searches_follow_the_frame_times_whatever_the_workers(small_faces_clip):
+    from ferkit.runtime.video import process_frames
+
+    rec = Recognizer("fast")
+
+    def run(workers):
+        results = process_frames(iter(small_faces_clip), rec, detect_every=2, workers=workers)
+        return [[(r.index, f.box, f.id, f.label, f.detected, f.probs) for f in r.faces] for r in results]
+
+    assert run(2) == run(1)

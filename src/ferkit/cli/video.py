@@ -24,6 +24,13 @@ def video(
     align: str = typer.Option("none", help=ALIGN_HELP),
     detect_every: int = typer.Option(2, help="Run the detector every N frames; track in between."),
     classify_every: int = typer.Option(1, help="Classify faces every K frames."),
+    full_search_every: Optional[float] = typer.Option(
+        None,
+        min=0.0,
+        help="BlazeFace's small-face tiles at most every this many seconds of video, one look at the "
+        "frame in between, small faces carried (default: half of --max-age, at most 0.5; 0: every "
+        "detection).",
+    ),
     smoothing: float = typer.Option(0.3, help="Time constant (s) of the probability smoothing; 0 = off."),
     max_age: float = typer.Option(1.0, help="Forget a face unseen for this many seconds."),
     keep_lost: int = typer.Option(
@@ -124,6 +131,7 @@ def video(
                 tracker=tracker,
                 keep_images=bool(out or show),
                 keep_lost=keep_lost,
+                full_search_every=full_search_every,
                 workers=workers or (default_threads() if Path(source).is_file() and not show else 1),
             )
             for result in results:

@@ -58,13 +58,24 @@ class _Spec:
     # stride: tools/convert_blazeface.py's any_input_size), so a whole non-square image goes in
     # without letterbox bands: a 640x480 frame as 192x160 (full) or 128x96 (short).
     multiple: int
+    # Faces narrower than this share of the long side may be missed by one look at the whole
+    # image (and found by the tiles). bench/face_sizes.py, SFEW faces in 640x480 frames, one
+    # look: full range 57% at 1/13 of the long side, 75% at 1/8; short range 53% at 1/8, 89%
+    # at 1/4.
+    small_face: float
+    # Tiles show the model its input at up to ~4x the whole look's scale: the short-range model
+    # then finds faces in textures. On SFEW faces of 32-160 px pasted into 640x480 frames of
+    # blurred noise (bench/face_sizes.py), its tile looks found 294 of the faces and 63 false
+    # ones at 0.5; at 0.6, 261 and 1. Tile looks keep scores from the larger of this and min_score
+    # (full range: min_score alone; its tiles found 3 false faces in bench/group_recall.py's 429).
+    tile_min_score: float
 
 
 _SPECS = {
     # Full range: one 48x48 grid (stride 4) with one anchor per cell; 6x6 deepest map.
-    "full": _Spec("full", 192, (4,), (1,), 0.6, 32),
+    "full": _Spec("full", 192, (4,), (1,), 0.6, 32, 0.125, 0.0),
     # Short range: 16x16 grid with 2 anchors, 8x8 grid with 6 (three stride-16 layers merged).
-    "short": _Spec("short", 128, (8, 16), (2, 6), 0.5, 16),
+    "short": _Spec("short", 128, (8, 16), (2, 6), 0.5, 16, 0.25, 0.6),
 }
 TILE_MODES = ("auto", "always", "never")
 # A face that fills the image (a ready-made crop, a close-up) is bigger than any the model was
@@ -369,14 +380,22 @@ class BlazeFaceDetector:
                 sides.append(2 * small)
         return sides
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def small_face_width(self, height: int, width: int) -> float:
+        """Faces narrower than this (pixels, in a ``height`` x ``width`` image) may need the
+        tiles to be found; ``detect(..., small_faces=False)`` can miss them."""
+        return self.spec.small_face * max(height, width)
+
+    def detect(self, image: np.ndarray, small_faces: bool = True) -> list[Detection]:
+        """Faces in ``image``. ``small_faces=False`` skips the tiles (a video between its full
+        searches: ``process_frames`` carries the small faces the last one found): one look at
+        the whole image, and the close-up look where it found nothing."""
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image
         h, w = rgb.shape[:2]
         looks = [self.look(rgb)]
         if self.tiles != "never":
             first = weighted_nms(*looks[0]) if len(looks[0][0]) else []
             smallest = min((b[2] - b[0] for b, _, _ in first), default=0.0)
-            for wanted in self.tile_sides(h, w, len(first), smallest):
+            for wanted in self.tile_sides(h, w, len(first), smallest) if small_faces else []:
                 side, origins = tile_grid(h, w, wanted)
                 edge = 0.02 * side
                 for y0, x0 in origins:
@@ -388,7 +407,8 @@ class BlazeFaceDetector:
                         | ((boxes[:, 2] > x0 + side - edge) & (x0 + side < w))
                         | ((boxes[:, 3] > y0 + side - edge) & (y0 + side < h))
                     )
-                    looks.append((boxes[~cut], scores[~cut], points[~cut]))
+                    keep = ~cut & (scores >= self.spec.tile_min_score)
+                    looks.append((boxes[keep], scores[keep], points[keep]))
         if self.tiles != "never" and not any(len(b) for b, _, _ in looks):
             looks.append(self.look(rgb, context=CLOSE_UP_CONTEXT))  # a face filling the image
         if len(looks) == 1 and self.tiles != "never":

@@ -29,7 +29,7 @@ from ferkit.errors import FerkitError
 from ferkit.runtime.detect import Detection, FaceDetector
 from ferkit.runtime.parallel import ordered_map
 from ferkit.runtime.recognize import Face, Recognizer
-from ferkit.runtime.track import FaceTracker
+from ferkit.runtime.track import FaceTracker, iou
 from ferkit.utils import atomic_path
 
 
@@ -114,6 +114,7 @@ def process_frames(
     keep_images: bool = False,
     keep_lost: int = 0,
     workers: int = 1,
+    full_search_every: float | None = None,
 ) -> Iterator[FrameResult]:
     """Detect every ``detect_every`` frames, track in between, classify every ``classify_every``.
 
@@ -126,15 +127,25 @@ def process_frames(
     classification, each on its own single-threaded detector (:meth:`Recognizer.detector_copies`):
     the same results, sooner, for a video file. It reads up to ``2 * workers`` frames ahead,
     so a live camera keeps 1.
+
+    With BlazeFace's default tiling, the tiles that find small faces (a whole search: up to 8
+    looks at a 640x480 frame, 3 at least for 16:9) run on the first detection and then at most
+    every ``full_search_every`` seconds of video (default: half the tracker's ``max_age``, at
+    most 0.5 s); the detections between take one look at the whole frame. A face narrower than
+    the detector's small-face width that the last detection saw and this one did not is carried
+    on its last box (and classified there) until the next whole search finds it or drops it.
+    The schedule follows the frames' times alone, so ``workers`` does not change the results.
     """
     tracker = tracker or FaceTracker()
-    stream = _with_detections(frames, recognizer, max(1, detect_every), workers)
+    if full_search_every is None:
+        full_search_every = min(0.5, tracker.max_age / 2)
+    stream = _with_detections(frames, recognizer, max(1, detect_every), workers, full_search_every)
     with contextlib.closing(stream):  # a stop ends its detector threads, not only the GC
         yield from _track_and_classify(stream, recognizer, tracker, classify_every, keep_images, keep_lost)
 
 
 def _track_and_classify(
-    stream: Iterator[tuple[int, float, np.ndarray, list[Detection] | None]],
+    stream: Iterator[tuple[int, float, np.ndarray, list[Detection] | None, bool]],
     recognizer: Recognizer,
     tracker: FaceTracker,
     classify_every: int,
@@ -144,31 +155,51 @@ def _track_and_classify(
     labels = recognizer.labels
     scores: dict[int, float] = {}  # track id -> its last detection's score
     missed: dict[int, int] = {}  # track id -> detection rounds in a row it was not found in
-    for n, (index, t, image, found) in enumerate(stream):
+    small_width = getattr(recognizer.detector, "small_face_width", None)
+    for n, (index, t, image, found, whole_search) in enumerate(stream):
         detect = found is not None
         classify = n % max(1, classify_every) == 0
+        carried: list = []  # small faces this round's single look may have missed
         if found is not None:
             detections = found
             boxes = [d.box for d in detections]
+            if not whole_search and small_width is not None:
+                limit = small_width(*image.shape[:2])
+                carried = [
+                    tr
+                    for tr in tracker.tracks
+                    if missed.get(tr.id, 0) == 0
+                    and t - tr.last_seen <= tracker.max_age
+                    and tr.detected_box[2] < limit
+                    and all(iou(tr.detected_box, b) < tracker.iou_threshold for b in boxes)
+                ]
         else:
             tracks = [tr for tr in tracker.predict(t) if missed.get(tr.id, 0) <= keep_lost]
             detections = [Detection(tuple(int(round(v)) for v in tr.box), 1.0) for tr in tracks]  # type: ignore[misc]
             boxes = [d.box for d in detections]
-        probs = None
-        if classify and detections:
-            probs = list(recognizer.classify([(image, d) for d in detections]))
+        on_carried = [Detection(tuple(int(round(v)) for v in tr.detected_box), 1.0) for tr in carried]  # type: ignore[misc]
+        probs = carried_probs = None
+        if classify and (detections or on_carried):
+            every = list(recognizer.classify([(image, d) for d in detections + on_carried]))
+            probs, carried_probs = every[: len(detections)] or None, every[len(detections) :]
         if detect:
             tracks = tracker.update(boxes, probs, t)
             for tr, d in zip(tracks, detections, strict=False):
                 scores[tr.id] = d.score
-            found = {tr.id for tr in tracks}
+            for i, tr in enumerate(carried):  # stays where it was last seen, until a whole search
+                tr.box, tr.velocity = tr.detected_box, (0.0, 0.0)
+                if carried_probs:
+                    tracker.set_probs(tr, carried_probs[i], t)
+            found = {tr.id for tr in tracks} | {tr.id for tr in carried}
             missed = {tr.id: 0 if tr.id in found else missed.get(tr.id, 0) + 1 for tr in tracker.tracks}
+            tracks += carried
             if keep_lost:  # lost faces kept on: on their predicted boxes, with their last expression
                 tracks += [tr for tr in tracker.predict(t) if 0 < missed[tr.id] <= keep_lost]
         else:
             for tr, p in zip(tracks, probs or [None] * len(tracks), strict=True):
                 if p is not None:
                     tracker.set_probs(tr, p, t)
+        not_seen = {tr.id for tr in carried}
         faces = []
         for tr in tracks:
             if tr.probs is None:
@@ -176,32 +207,66 @@ def _track_and_classify(
             smoothed = {name: float(v) for name, v in zip(labels, tr.probs, strict=True)}
             box = tuple(int(round(v)) for v in tr.box)
             label = max(smoothed, key=smoothed.get)  # type: ignore[arg-type]
-            seen = detect and missed.get(tr.id, 0) == 0
+            seen = detect and missed.get(tr.id, 0) == 0 and tr.id not in not_seen
             faces.append(Face(box, scores.get(tr.id, 1.0), smoothed, label, id=tr.id, detected=seen))  # type: ignore[arg-type]
         yield FrameResult(index, t, faces, image if keep_images else None)
 
 
+def _whole_searches(detector: FaceDetector, every: float):
+    """A function of a detection frame's time: True where that detection should search the
+    whole frame (tiles included), False for one look; None where the detector always does the
+    same (no tiles, or tiles chosen by the caller). Called in frame order."""
+    if not every or getattr(detector, "tiles", None) != "auto" or not hasattr(detector, "small_face_width"):
+        return None
+    last: list[float] = []
+
+    def due(t: float) -> bool:
+        if not last or t - last[0] >= every or t < last[0]:  # first, on time, or time restarted
+            last[:] = [t]
+            return True
+        return False
+
+    return due
+
+
 def _with_detections(
-    frames: Iterable[tuple[int, float, np.ndarray]], recognizer: Recognizer, detect_every: int, workers: int
-) -> Iterator[tuple[int, float, np.ndarray, list[Detection] | None]]:
-    """Each frame with its detections (None on frames between detections), in order; with
-    ``workers`` > 1 the detections are made ahead, several frames at once."""
+    frames: Iterable[tuple[int, float, np.ndarray]],
+    recognizer: Recognizer,
+    detect_every: int,
+    workers: int,
+    full_search_every: float = 0.0,
+) -> Iterator[tuple[int, float, np.ndarray, list[Detection] | None, bool]]:
+    """Each frame with its detections (None on frames between detections) and whether they
+    come from a whole search, in order; with ``workers`` > 1 the detections are made ahead,
+    several frames at once."""
     lanes = recognizer.detector_copies(workers)
+    due = _whole_searches(recognizer.detector, full_search_every)
+
+    def detect(detector: FaceDetector, image: np.ndarray, whole: bool) -> list[Detection]:
+        return detector.detect(image) if due is None else detector.detect(image, small_faces=whole)  # type: ignore[call-arg]
+
     if len(lanes) == 1:
         for n, (index, t, image) in enumerate(frames):
-            found = recognizer.detector.detect(image) if n % detect_every == 0 else None
-            yield index, t, image, found
+            if n % detect_every:
+                yield index, t, image, None, False
+                continue
+            whole = True if due is None else due(t)
+            yield index, t, image, detect(recognizer.detector, image, whole), whole
         return
 
-    def detect(detector: FaceDetector, group: list[tuple[int, float, np.ndarray]]) -> list[Detection]:
-        return detector.detect(group[0][2])  # a detection frame, then the frames tracked after it
+    def grouped(it=iter(frames)):  # a detection frame and the frames tracked after it
+        while group := list(itertools.islice(it, detect_every)):
+            yield group, True if due is None else due(group[0][1])  # in frame order: deterministic
 
-    groups = iter(lambda it=iter(frames): list(itertools.islice(it, detect_every)), [])
-    with contextlib.closing(ordered_map(detect, groups, lanes, name="ferkit-detect")) as done:
-        for group, found in done:
-            yield (*group[0], found)
+    def detect_group(detector: FaceDetector, item) -> list[Detection]:
+        (group, whole) = item
+        return detect(detector, group[0][2], whole)
+
+    with contextlib.closing(ordered_map(detect_group, grouped(), lanes, name="ferkit-detect")) as done:
+        for (group, whole), found in done:
+            yield (*group[0], found, whole)
             for index, t, image in group[1:]:
-                yield index, t, image, None
+                yield index, t, image, None, False
 
 
 def process_video(

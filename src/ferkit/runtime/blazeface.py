@@ -58,10 +58,10 @@ class _Spec:
     # stride: tools/convert_blazeface.py's any_input_size), so a whole non-square image goes in
     # without letterbox bands: a 640x480 frame as 192x160 (full) or 128x96 (short).
     multiple: int
-    # Faces narrower than this share of the long side may be missed by one look at the whole
-    # image (and found by the tiles). bench/face_sizes.py, SFEW faces in 640x480 frames, one
-    # look: full range 57% at 1/13 of the long side, 75% at 1/8; short range 53% at 1/8, 89%
-    # at 1/4.
+    # Faces narrower than this share of the long side are near the limit of one look at the
+    # whole image, which finds some and misses others from frame to frame (the tiles find
+    # them). bench/face_sizes.py, SFEW faces in 640x480 frames, one look: full range 57% at
+    # 1/13 of the long side, 75% at 1/8; short range 53% at 1/8, 89% at 1/4.
     small_face: float
     # Tiles show the model its input at up to ~4x the whole look's scale: the short-range model
     # then finds faces in textures. On SFEW faces of 32-160 px pasted into 640x480 frames of
@@ -214,6 +214,16 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou:
             )
         )
     return kept
+
+
+def _best_iou(box: np.ndarray, boxes: np.ndarray) -> float:
+    """The highest IoU of ``box`` (x0, y0, x1, y1) with any of ``boxes`` (N, 4)."""
+    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = w * h
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = (box[2] - box[0]) * (box[3] - box[1]) + areas - inter
+    return float(np.max(inter / np.maximum(union, 1e-9)))
 
 
 def tile_grid(h: int, w: int, side: int) -> tuple[int, list[tuple[int, int]]]:
@@ -381,14 +391,15 @@ class BlazeFaceDetector:
         return sides
 
     def small_face_width(self, height: int, width: int) -> float:
-        """Faces narrower than this (pixels, in a ``height`` x ``width`` image) may need the
-        tiles to be found; ``detect(..., small_faces=False)`` can miss them."""
+        """Faces narrower than this (pixels, in a ``height`` x ``width`` image) are near the limit
+        of one look at the whole image: ``detect(..., small_faces=False)`` misses some."""
         return self.spec.small_face * max(height, width)
 
     def detect(self, image: np.ndarray, small_faces: bool = True) -> list[Detection]:
-        """Faces in ``image``. ``small_faces=False`` skips the tiles (a video between its full
-        searches: ``process_frames`` carries the small faces the last one found): one look at
-        the whole image, and the close-up look where it found nothing."""
+        """Faces in ``image``; those that only a tile or the close-up look found are marked
+        ``tiled``. ``small_faces=False`` skips the tiles (a video between its whole searches:
+        ``process_frames`` carries the tiled faces the last one found): one look at the whole
+        image, and the close-up look where it found nothing."""
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image
         h, w = rgb.shape[:2]
         looks = [self.look(rgb)]
@@ -411,6 +422,7 @@ class BlazeFaceDetector:
                     looks.append((boxes[keep], scores[keep], points[keep]))
         if self.tiles != "never" and not any(len(b) for b, _, _ in looks):
             looks.append(self.look(rgb, context=CLOSE_UP_CONTEXT))  # a face filling the image
+        whole_boxes = np.array([b for b, _, _ in first]) if self.tiles != "never" and first else None
         if len(looks) == 1 and self.tiles != "never":
             merged = first  # one look: its suppression is already done
         else:
@@ -429,7 +441,8 @@ class BlazeFaceDetector:
             eyes = pts[:2][np.argsort(pts[:2, 0])]  # image-left eye first
             landmarks = np.concatenate([eyes, pts[2:]]).astype(np.float32)
             box_px = (int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)))
-            out.append(Detection(box_px, score, landmarks))
+            tiled = len(looks) > 1 and (whole_boxes is None or _best_iou(box, whole_boxes) < 0.3)
+            out.append(Detection(box_px, score, landmarks, tiled=bool(tiled)))
         out.sort(key=lambda d: -d.box[2] * d.box[3])
         return out
 

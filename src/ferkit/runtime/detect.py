@@ -39,6 +39,9 @@ class Detection:
     box: tuple[int, int, int, int]  # x, y, width, height in the input image's pixels
     score: float
     landmarks: np.ndarray | None = None  # (K, 2) x, y; for haar: left eye, right eye (image left/right)
+    # Found only by a look at part of the image (BlazeFace's tiles or close-up look), not by its
+    # look at the whole: ``detect(..., small_faces=False)`` would likely miss it.
+    tiled: bool = False
 
 
 class FaceDetector(Protocol):

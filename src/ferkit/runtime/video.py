@@ -131,10 +131,12 @@ def process_frames(
     With BlazeFace's default tiling, the tiles that find small faces (a whole search: up to 8
     looks at a 640x480 frame, 3 at least for 16:9) run on the first detection and then at most
     every ``full_search_every`` seconds of video (default: half the tracker's ``max_age``, at
-    most 0.5 s); the detections between take one look at the whole frame. A face narrower than
-    the detector's small-face width that the last detection saw and this one did not is carried
-    on its last box (and classified there) until the next whole search finds it or drops it.
-    The schedule follows the frames' times alone, so ``workers`` does not change the results.
+    most 0.5 s); the detections between take one look at the whole frame. A face that this look
+    does not see, and that only the tiles found (``Detection.tiled``) or that is narrower than
+    the detector's ``small_face_width`` (near the limit of one look), is carried on its last
+    box (and classified there) until the next whole search finds it or drops it; a larger face
+    the whole look found and loses is dropped as before. The schedule follows the frames' times
+    alone, so ``workers`` does not change the results.
     """
     tracker = tracker or FaceTracker()
     if full_search_every is None:
@@ -155,22 +157,23 @@ def _track_and_classify(
     labels = recognizer.labels
     scores: dict[int, float] = {}  # track id -> its last detection's score
     missed: dict[int, int] = {}  # track id -> detection rounds in a row it was not found in
+    tiled: set[int] = set()  # track ids whose last detection only a tile (or close-up) look made
     small_width = getattr(recognizer.detector, "small_face_width", None)
     for n, (index, t, image, found, whole_search) in enumerate(stream):
         detect = found is not None
         classify = n % max(1, classify_every) == 0
-        carried: list = []  # small faces this round's single look may have missed
+        carried: list = []  # faces only the tiles found, which this round's single look may miss
         if found is not None:
             detections = found
             boxes = [d.box for d in detections]
-            if not whole_search and small_width is not None:
-                limit = small_width(*image.shape[:2])
+            if not whole_search:
+                small = small_width(*image.shape[:2]) if small_width else 0.0
                 carried = [
                     tr
                     for tr in tracker.tracks
-                    if missed.get(tr.id, 0) == 0
+                    if (tr.id in tiled or tr.detected_box[2] < small)
+                    and missed.get(tr.id, 0) == 0
                     and t - tr.last_seen <= tracker.max_age
-                    and tr.detected_box[2] < limit
                     and all(iou(tr.detected_box, b) < tracker.iou_threshold for b in boxes)
                 ]
         else:
@@ -186,6 +189,10 @@ def _track_and_classify(
             tracks = tracker.update(boxes, probs, t)
             for tr, d in zip(tracks, detections, strict=False):
                 scores[tr.id] = d.score
+                if d.tiled:
+                    tiled.add(tr.id)
+                else:
+                    tiled.discard(tr.id)
             for i, tr in enumerate(carried):  # stays where it was last seen, until a whole search
                 tr.box, tr.velocity = tr.detected_box, (0.0, 0.0)
                 if carried_probs:
@@ -216,7 +223,7 @@ def _whole_searches(detector: FaceDetector, every: float):
     """A function of a detection frame's time: True where that detection should search the
     whole frame (tiles included), False for one look; None where the detector always does the
     same (no tiles, or tiles chosen by the caller). Called in frame order."""
-    if not every or getattr(detector, "tiles", None) != "auto" or not hasattr(detector, "small_face_width"):
+    if not every or getattr(detector, "tiles", None) != "auto":
         return None
     last: list[float] = []
 

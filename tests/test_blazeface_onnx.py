@@ -300,3 +300,19 @@ def test_short_range_tile_looks_keep_only_confident_faces():
         detector.look = look
         scores = sorted({round(float(d.score), 2) for d in detector.detect(frame)}, reverse=True)
         assert scores == kept, name
+
+
+def test_faces_only_the_tiles_found_are_marked_tiled():
+    """A face the whole-image look finds is not ``tiled``; 60 px faces in 1280x720, which only
+    the tiles find, are (video carries those between its whole searches)."""
+    detector = create_detector("blazeface")
+    (portrait,) = detector.detect(data.astronaut())
+    assert not portrait.tiled
+    frame = np.full((720, 1280, 3), 120, np.uint8)
+    face = cv2.resize(data.astronaut()[30:230, 120:320], (60, 60), interpolation=cv2.INTER_AREA)
+    for x, y in ((100, 200), (500, 300), (900, 400)):
+        frame[y : y + 60, x : x + 60] = face
+    assert create_detector("blazeface", tiles="never").detect(frame) == []
+    found = detector.detect(frame)
+    assert len(found) == 3 and all(d.tiled for d in found)
+    assert detector.detect(frame, small_faces=False) == []  # one look (and the close-up look)

@@ -6,8 +6,8 @@ Usage::
     for frame in process_video("clip.mp4", rec, detect_every=2):
         frame.index, frame.time, [(f.id, f.label) for f in frame.faces]
 
-``process_frames`` takes any iterable of ``(index, seconds, rgb_image)``, so the web app and
-the mirror game reuse the same loop on their own frames. ``VideoSummary`` collects what each
+``process_frames`` takes any iterable of ``(index, seconds, rgb_image)``, so a camera, a
+stream and frames in memory go through the same loop. ``VideoSummary`` collects what each
 tracked face showed (shares of frames per emotion, probability timelines) and writes it.
 """
 

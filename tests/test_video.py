@@ -386,13 +386,10 @@ def test_closing_a_video_run_early_stops_its_detectors(clip):
     assert not [t for t in threading.enumerate() if t.name.startswith("ferkit-detect")]
 
 
-@pytest.fixture(scope="module")
-def small_faces_clip(face):
-    """Two seconds of 1280x720 with three 60 px faces: too small for BlazeFace's one look at
-    the whole frame, found by its tiles."""
-    from ferkit.synth import render_frames
-
-    actors = [
+def small_face_actors(face):
+    """Three 60 px faces for 1280x720: too small for BlazeFace's one look at the whole frame,
+    found by its tiles."""
+    return [
         Actor(
             {"happy": face},
             [(0.0, "happy")],
@@ -402,7 +399,15 @@ def small_faces_clip(face):
         )
         for k in range(3)
     ]
-    return [(i, i / 25, frame) for i, (frame, _) in enumerate(render_frames(actors, 2, 25, size=(1280, 720)))]
+
+
+@pytest.fixture(scope="module")
+def small_faces_clip(face):
+    """Two seconds of 1280x720 frames with ``small_face_actors``."""
+    from ferkit.synth import render_frames
+
+    frames = render_frames(small_face_actors(face), 2, 25, size=(1280, 720))
+    return [(i, i / 25, frame) for i, (frame, _) in enumerate(frames)]
 
 
 def counting_looks(rec):
@@ -470,3 +475,28 @@ def test_whole_searches_follow_the_frame_times_whatever_the_workers(small_faces_
         return [[(r.index, f.box, f.id, f.label, f.detected, f.probs) for f in r.faces] for r in results]
 
     assert run(2) == run(1)
+
+
+def test_video_cli_full_search_every(tmp_path, face):
+    """``ferkit video --full-search-every``: 0 searches the whole frame on every detection; the
+    default carries the small faces between searches. Both write all three faces on every frame."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from ferkit.cli import app
+
+    src = tmp_path / "small.avi"
+    write_video(src, small_face_actors(face), seconds=1, fps=25, size=(1280, 720))
+    for every in ("0", None):
+        out = tmp_path / f"rows_{every}.csv"
+        args = ["video", str(src), "--csv", str(out)] + (["--full-search-every", every] if every else [])
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        rows = list(csv.DictReader(out.read_text().splitlines()))
+        per_frame = {}
+        for r in rows:
+            per_frame[r["frame"]] = per_frame.get(r["frame"], 0) + 1
+        assert len(per_frame) == 25 and set(per_frame.values()) == {3}, every
+    result = CliRunner().invoke(app, ["video", str(src), "--full-search-every", "-1"])
+    assert result.exit_code != 0

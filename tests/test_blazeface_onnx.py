@@ -138,6 +138,16 @@ def test_the_model_input_is_opencvs_area_average(shape, size):
     assert np.abs((ours + 1) * 127.5 - theirs.transpose(2, 0, 1)).mean() < 0.3  # not merely close
 
 
+def test_a_strip_is_shrunk_without_building_a_huge_block():
+    """1 x 199,999 pixels to 192 has no common factor: its block would be 192 x 199,999 (a
+    300 MB matrix); it goes to OpenCV before any block is built."""
+    strip = np.full((1, 199_999, 3), 200, np.uint8)
+    before = blazeface._area_weights.cache_info().currsize
+    out = blazeface.shrink_normalised(strip, 192, 1)
+    assert blazeface._area_weights.cache_info().currsize == before
+    assert out.shape == (3, 1, 192) and np.allclose((out + 1) * 127.5, 200)
+
+
 def test_anchors_follow_the_input_shape():
     spec = blazeface._SPECS["full"]
     square, wide = blazeface.anchors(spec), blazeface.anchors(spec, 160, 192)
@@ -221,7 +231,7 @@ def test_tiles_cover_the_image_with_overlap():
         assert all(b - a <= 0.75 * side for a, b in zip(starts, starts[1:], strict=False))
 
 
-STRIPS = [(1, 3000), (3000, 1), (1, 200_000), (2, 8000), (40, 9000), (7, 7), (3000, 4000)]
+STRIPS = [(1, 3000), (3000, 1), (1, 200_000), (1, 199_999), (2, 8000), (40, 9000), (7, 7), (3000, 4000)]
 
 
 @pytest.mark.parametrize("shape", STRIPS)

@@ -142,9 +142,11 @@ def _area_products(h: int, w: int, height: int, width: int, channels: int):
 
 
 # A block product costs (block_out x channels) multiply-adds an input pixel, so it is used up to
-# this block size: 640x480 -> 192x144 has blocks of 3 (10 pixels -> 3), 1280x720 -> 192x108 3,
-# a 288 px tile -> 192 2; a width with no common factor (641 -> 192) goes to OpenCV.
+# these block sizes: 640x480 -> 192x144 has blocks of 10 pixels -> 3, 1280x720 -> 192x108 20 ->
+# 3, a 288 px tile -> 192 3 -> 2; a width with no common factor (641 -> 192) goes to OpenCV, as
+# does a strip (1 x 199,999 would need a 192 x 199,999 block), checked before any is built.
 MAX_AREA_BLOCK = 16
+MAX_AREA_BLOCK_IN = 256
 
 
 def shrink_normalised(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -158,9 +160,10 @@ def shrink_normalised(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     through OpenCV.
     """
     h, w, channels = rgb.shape
-    (wy, gy), (wx, gx) = _area_weights(h, height), _area_weights(w, width)
-    whole_steps = len(wy) == len(wx) == 1  # OpenCV's own fast case: every step a whole number
-    if height > h or width > w or whole_steps or max(len(wy), len(wx)) > MAX_AREA_BLOCK:
+    gy, gx = math.gcd(h, height), math.gcd(w, width)
+    whole_steps = height == gy and width == gx  # OpenCV's own fast case: every step a whole number
+    large = max(height // gy, width // gx) > MAX_AREA_BLOCK or max(h // gy, w // gx) > MAX_AREA_BLOCK_IN
+    if height > h or width > w or whole_steps or large:
         small = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
         return small.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0
     # Products small enough that OpenBLAS runs each on the calling thread: one it spread over

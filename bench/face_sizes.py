@@ -22,8 +22,8 @@ import numpy as np
 from ferkit.imageio import read_image
 from ferkit.runtime.detect import create_detector
 from ferkit.utils import cpu_description
+from near_faces import SHARED  # the same SFEW folders as bench/near_faces.py (run from bench/ or as a script)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "sfew"
 WIDTHS = (32, 48, 64, 80, 100, 128, 160, 240, 320)
 
 

@@ -23,6 +23,19 @@ def default_stop_signals() -> None:
         signal.signal(signum, signal.SIG_DFL)
 
 
+def count_looks(detector) -> list:
+    """Record the region arguments (x0, y0, width, height) of every model look a BlazeFace
+    detector takes from now on; the whole-image look records ()."""
+    looks, real = [], detector.look
+
+    def look(*args, **kwargs):
+        looks.append(args[1:5])
+        return real(*args, **kwargs)
+
+    detector.look = look
+    return looks
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
     # One cache per test session: real-data tests share decoded arrays, nothing leaks out.

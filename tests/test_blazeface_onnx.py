@@ -10,6 +10,7 @@ from matplotlib import cbook
 from skimage import data
 
 import ferkit.runtime.blazeface as blazeface
+from conftest import count_looks
 from ferkit.errors import FerkitError
 from ferkit.imageio import read_image
 from ferkit.runtime.detect import create_detector
@@ -240,23 +241,11 @@ def test_detection_work_has_a_ceiling_whatever_the_shape(shape):
     hours); the number of model looks is now bounded for any shape, and so is the time."""
     for mode in ("auto", "always"):
         detector = create_detector("blazeface", tiles=mode)
-        looks = _count_looks(detector)
+        looks = count_looks(detector)
         assert detector.detect(np.full((*shape, 3), 128, np.uint8)) == []
         assert len(looks) <= 2 + 3 * blazeface.MAX_TILES, (mode, len(looks))  # whole, 3 passes, close-up
         sides = [a[2] for a in looks if len(a) >= 3]
         assert all(side >= blazeface.MIN_TILE for side in sides)
-
-
-def _count_looks(detector) -> list:
-    """Record the region arguments of every model look the detector takes."""
-    looks, real = [], detector.look
-
-    def look(*args, **kwargs):
-        looks.append(args[1:5])
-        return real(*args, **kwargs)
-
-    detector.look = look
-    return looks
 
 
 def test_ordinary_photos_tile_as_before_the_ceiling():

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import default_stop_signals
+from conftest import count_looks, default_stop_signals
 from ferkit.errors import FerkitError
 from ferkit.runtime.recognize import Recognizer
 from ferkit.runtime.video import SourceReport, process_video, read_frames
@@ -410,18 +410,6 @@ def small_faces_clip(face):
     return [(i, i / 25, frame) for i, (frame, _) in enumerate(frames)]
 
 
-def counting_looks(rec):
-    looks = []
-    look = rec.detector.look
-
-    def counted(*args, **kwargs):
-        looks.append(args[1:3] or (0, 0))
-        return look(*args, **kwargs)
-
-    rec.detector.look = counted
-    return looks
-
-
 def test_small_faces_are_carried_between_whole_searches(small_faces_clip):
     """The tiles run on the first detection and then every half second; the detections between
     take one look (and the close-up look where it sees nothing), and carry the small faces on
@@ -431,7 +419,7 @@ def test_small_faces_are_carried_between_whole_searches(small_faces_clip):
     runs = {}
     for every in (0.0, None):  # 0: a whole search on every detection, as for a photo
         rec = Recognizer("fast")
-        looks = counting_looks(rec)
+        looks = count_looks(rec.detector)
         results = list(process_frames(iter(small_faces_clip), rec, detect_every=2, full_search_every=every))
         runs[every] = (results, len(looks))
     (every_time, looks_every_time), (results, looks) = runs[0.0], runs[None]

@@ -64,16 +64,23 @@ class _Spec:
     # 1/13 of the long side, 75% at 1/8; short range 53% at 1/8, 89% at 1/4.
     small_face: float
     # Tiles show the model its input at up to ~4x the whole look's scale: the short-range model
-    # then finds faces in textures. On SFEW faces of 32-160 px pasted into 640x480 frames of
-    # blurred noise (bench/face_sizes.py), its tile looks found 294 of the faces and 63 false
-    # ones at 0.5; at 0.6, 261 and 1. Tile looks keep scores from the larger of this and min_score
-    # (full range: min_score alone; its tiles found 3 false faces in bench/group_recall.py's 429).
+    # then finds faces in textures. bench/face_sizes.py (SFEW faces of 32-320 px in 640x480
+    # frames of blurred noise): with its tile looks at 0.5, 468 false faces in 972 frames; at
+    # 0.6, 33, and faces of 80 px and up found as often. Tile looks keep scores from the larger
+    # of this and min_score (full range: min_score alone; its tiles found 3 false faces in
+    # bench/group_recall.py's 429).
     tile_min_score: float
 
 
+# "auto" also tiles when the whole-image look found a face narrower than this share of the
+# long side (an eighth): on a 2x2 collage of portraits (800x800) one look found 2 of 4 faces
+# (the smaller 72 px wide), tiling all 4; a webcam face at arm's length (~180 px of 640) or a
+# portrait (bench/recognition.py's astronaut frame: 100 px of 640) costs no extra look.
+SMALL_FACE = 0.125
+
 _SPECS = {
     # Full range: one 48x48 grid (stride 4) with one anchor per cell; 6x6 deepest map.
-    "full": _Spec("full", 192, (4,), (1,), 0.6, 32, 0.125, 0.0),
+    "full": _Spec("full", 192, (4,), (1,), 0.6, 32, SMALL_FACE, 0.0),
     # Short range: 16x16 grid with 2 anchors, 8x8 grid with 6 (three stride-16 layers merged).
     "short": _Spec("short", 128, (8, 16), (2, 6), 0.5, 16, 0.25, 0.6),
 }
@@ -91,11 +98,6 @@ CLOSE_UP_CONTEXT = 3.0
 # ordinary photos tile as before.
 MIN_TILE = 32
 MAX_TILES = 25
-# "auto" also tiles when the whole-image look found a face narrower than this share of the
-# long side (an eighth): on a 2x2 collage of portraits (800x800) one look found 2 of 4 faces
-# (the smaller 72 px wide), tiling all 4; a webcam face at arm's length (~180 px of 640) or a
-# portrait (bench/recognition.py's astronaut frame: 100 px of 640) costs no extra look.
-SMALL_FACE = 0.125
 
 
 def tflite_path(spec: _Spec) -> str:
@@ -167,8 +169,9 @@ def shrink_normalised(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
         small = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
         return small.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0
     # Products small enough that OpenBLAS runs each on the calling thread: one it spread over
-    # the cores would leave its threads spinning into the detector's ONNX Runtime call (2.6 ms
-    # a 640x480 detect with the horizontal pass as one product, 5.7 ms so).
+    # the cores left its threads spinning into the detector's ONNX Runtime call (a 640x480
+    # detect took 5.7 ms with the horizontal pass as one product, against 3.3 with OpenCV's
+    # resize in the same run; 2.65 as it is, best of 20 interleaved rounds).
     rows, gy, columns, gx = _area_products(h, w, height, width, channels)
     x = np.matmul(rows, rgb.astype(np.float32).reshape(gy, h // gy, w * channels))
     x = x.reshape(height, gx, (w // gx) * channels)  # per output row: its horizontal blocks
@@ -191,22 +194,25 @@ def anchors(spec: _Spec, height: int = 0, width: int = 0) -> np.ndarray:
     return table
 
 
+def _ious(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of ``box`` (x0, y0, x1, y1) with each of ``boxes`` (N, 4)."""
+    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = w * h
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum((box[2] - box[0]) * (box[3] - box[1]) + areas - inter, 1e-9)
+
+
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou: float = 0.3):
     """MediaPipe-style NMS: each kept detection is the score-weighted mean of its overlaps."""
     order = np.argsort(-scores)
     boxes, scores, points = boxes[order], scores[order], points[order]
-    x0, y0, x1, y1 = boxes.T
-    areas = (x1 - x0) * (y1 - y0)
     used = np.zeros(len(boxes), bool)
     kept = []
     for i in range(len(boxes)):
         if used[i]:
             continue
-        ix0, iy0 = np.maximum(x0[i], x0), np.maximum(y0[i], y0)
-        ix1, iy1 = np.minimum(x1[i], x1), np.minimum(y1[i], y1)
-        inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
-        overlap = inter / np.maximum(areas[i] + areas - inter, 1e-9)
-        group = (~used) & (overlap > iou)
+        group = (~used) & (_ious(boxes[i], boxes) > iou)
         used |= group
         w = scores[group][:, None]
         kept.append(
@@ -217,16 +223,6 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou:
             )
         )
     return kept
-
-
-def _best_iou(box: np.ndarray, boxes: np.ndarray) -> float:
-    """The highest IoU of ``box`` (x0, y0, x1, y1) with any of ``boxes`` (N, 4)."""
-    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = w * h
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = (box[2] - box[0]) * (box[3] - box[1]) + areas - inter
-    return float(np.max(inter / np.maximum(union, 1e-9)))
 
 
 def tile_grid(h: int, w: int, side: int) -> tuple[int, list[tuple[int, int]]]:
@@ -444,7 +440,7 @@ class BlazeFaceDetector:
             eyes = pts[:2][np.argsort(pts[:2, 0])]  # image-left eye first
             landmarks = np.concatenate([eyes, pts[2:]]).astype(np.float32)
             box_px = (int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)))
-            tiled = len(looks) > 1 and (whole_boxes is None or _best_iou(box, whole_boxes) < 0.3)
+            tiled = len(looks) > 1 and (whole_boxes is None or _ious(box, whole_boxes).max() < 0.3)
             out.append(Detection(box_px, score, landmarks, tiled=bool(tiled)))
         out.sort(key=lambda d: -d.box[2] * d.box[3])
         return out

@@ -284,17 +284,31 @@ def test_short_range_tile_looks_keep_only_confident_faces():
         detector = create_detector(name)
         whole = detector.look
 
-        def look(rgb, x0=0, y0=0, width=0, height=0, context=1.0, whole=whole, name=name):
+        def look(
+            rgb,
+            x0=0,
+            y0=0,
+            width=0,
+            height=0,
+            context=1.0,
+            min_score=None,
+            whole=whole,
+            name=name,
+            d=detector,
+        ):
             if not width:  # the whole image: nothing found, so the tiles run
                 return (
                     whole(rgb, context=context)
                     if context != 1
                     else (np.zeros((0, 4)), np.zeros(0), np.zeros((0, 6, 2)))
                 )
+            # The model's candidates in a tile, kept from the score the look is asked for.
             boxes = np.array(
                 [[x0 + 40.0, y0 + 40, x0 + 80, y0 + 80], [x0 + 100.0, y0 + 40, x0 + 140, y0 + 80]]
             )
-            return boxes, np.array([0.65, 0.55 if name == "blazeface-short" else 0.62]), np.zeros((2, 6, 2))
+            scores = np.array([0.65, 0.55 if name == "blazeface-short" else 0.62])
+            keep = scores >= (d.min_score if min_score is None else min_score)
+            return boxes[keep], scores[keep], np.zeros((2, 6, 2))[keep]
 
         detector.look = look
         scores = sorted({round(float(d.score), 2) for d in detector.detect(frame)}, reverse=True)

@@ -323,7 +323,14 @@ class BlazeFaceDetector:
         self.model = _BACKENDS[backend](self.spec, threads)
 
     def look(
-        self, rgb: np.ndarray, x0: int = 0, y0: int = 0, width: int = 0, height: int = 0, context: float = 1.0
+        self,
+        rgb: np.ndarray,
+        x0: int = 0,
+        y0: int = 0,
+        width: int = 0,
+        height: int = 0,
+        context: float = 1.0,
+        min_score: float | None = None,
     ):
         """One model call on a region (default: the whole image), scaled so its long side is
         the model's input size. The ONNX model takes the region's own shape, padded to its
@@ -334,7 +341,8 @@ class BlazeFaceDetector:
         faces the model was trained on, with background around them.
 
         Returns candidate boxes (N, 4: x0, y0, x1, y1), scores (N,) and keypoints (N, 6, 2), in
-        the image's pixels, before non-maximum suppression.
+        the image's pixels, before non-maximum suppression: those scoring ``min_score`` or more
+        (default: the detector's).
         """
         region = rgb[y0 : y0 + height, x0 : x0 + width] if width else rgb
         h, w = region.shape[:2]
@@ -350,7 +358,7 @@ class BlazeFaceDetector:
         canvas[0, :, pad_y : pad_y + new_h, pad_x : pad_x + new_w] = shrink_normalised(region, new_w, new_h)
         raw, logits = self.model(canvas)
         scores = 0.5 * (1.0 + np.tanh(0.5 * logits))  # sigmoid without exp overflow
-        keep = scores >= self.min_score
+        keep = scores >= (self.min_score if min_score is None else min_score)
         raw, scores, anc = raw[keep], scores[keep], anchors(self.spec, canvas_h, canvas_w)[keep]
         # Offsets and sizes are in the input's pixels, centres relative to their anchor.
         cx, cy = raw[:, 0] + anc[:, 0], raw[:, 1] + anc[:, 1]
@@ -405,11 +413,12 @@ class BlazeFaceDetector:
         if self.tiles != "never":
             first = weighted_nms(*looks[0]) if len(looks[0][0]) else []
             smallest = min((b[2] - b[0] for b, _, _ in first), default=0.0)
+            tile_score = max(self.min_score, self.spec.tile_min_score)
             for wanted in self.tile_sides(h, w, len(first), smallest) if small_faces else []:
                 side, origins = tile_grid(h, w, wanted)
                 edge = 0.02 * side
                 for y0, x0 in origins:
-                    boxes, scores, points = self.look(rgb, x0, y0, side, side)
+                    boxes, scores, points = self.look(rgb, x0, y0, side, side, min_score=tile_score)
                     # A face cut by an inner tile edge is whole in a neighbouring tile: drop the cut one.
                     cut = (
                         ((boxes[:, 0] < x0 + edge) & (x0 > 0))
@@ -417,8 +426,7 @@ class BlazeFaceDetector:
                         | ((boxes[:, 2] > x0 + side - edge) & (x0 + side < w))
                         | ((boxes[:, 3] > y0 + side - edge) & (y0 + side < h))
                     )
-                    keep = ~cut & (scores >= self.spec.tile_min_score)
-                    looks.append((boxes[keep], scores[keep], points[keep]))
+                    looks.append((boxes[~cut], scores[~cut], points[~cut]))
         if self.tiles != "never" and not any(len(b) for b, _, _ in looks):
             looks.append(self.look(rgb, context=CLOSE_UP_CONTEXT))  # a face filling the image
         whole_boxes = np.array([b for b, _, _ in first]) if self.tiles != "never" and first else None

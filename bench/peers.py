@@ -67,7 +67,7 @@ def main() -> None:
         report = import_faceapi_expression(args.faceapi, Path(work.name, "faceapi.onnx"))
         specs.append((f"face-api expression {report.source['version']} (peer)", str(report.path)))
     if args.human:
-        from ferkit.importers.tfjs_onnx import import_tfjs
+        from ferkit.importers.tfjs_import import import_tfjs
         from ferkit.labels import FER2013
 
         out = Path(work.name, "human_emotion.onnx")

@@ -23,7 +23,8 @@ import onnxruntime as ort
 import pytest
 
 from ferkit.errors import DataError
-from ferkit.importers.tfjs_onnx import convert_tfjs, import_tfjs, tfjs_modules, tfjs_outputs
+from ferkit.importers.tfjs_import import import_tfjs, tfjs_modules, tfjs_outputs
+from ferkit.importers.tfjs_onnx import convert_tfjs
 
 HUMAN_TGZ = Path.home() / ".cache" / "ferkit" / "npm" / "vladmandic-human-3.3.6.tgz"
 needs_tfjs = pytest.mark.skipif(

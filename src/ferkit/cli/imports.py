@@ -65,7 +65,7 @@ def tfjs(
     TensorFlow.js's own outputs. With --labels it becomes a ferkit model (card, [0, 1] pixels in,
     probabilities out): ferkit predict --model OUT, ferkit eval OUT."""
     from ferkit.errors import FerkitError
-    from ferkit.importers.tfjs_onnx import import_tfjs
+    from ferkit.importers.tfjs_import import import_tfjs
     from ferkit.labels import FER2013
     from ferkit.outputs import check_outputs
 

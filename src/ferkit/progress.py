@@ -9,7 +9,8 @@ Usage::
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -43,19 +44,25 @@ def make_progress(transient: bool = False) -> Any:
     )
 
 
-def rate_text(task: Any) -> str:
-    speed = task.finished_speed or task.speed
-    return f"{speed:,.0f}/s" if speed else "-/s"
+def rate_text(done: int, seconds: float) -> str:
+    """Items a second since the start (rich's own estimate needs several redraws first)."""
+    return f"{done / seconds:,.0f}/s" if done and seconds > 0 else "-/s"
 
 
 def progress_iter(
     items: Iterable[T],
     *,
     description: str,
-    total: int | None = None,
+    total: int | Callable[[], int | None] | None = None,
     enabled: bool | None = None,
+    every: float = 0.2,
 ) -> Iterator[T]:
-    """Iterate ``items`` under a progress bar; ``enabled=None`` shows it on a terminal only."""
+    """Iterate ``items`` under a progress bar; ``enabled=None`` shows it on a terminal only.
+
+    ``total`` may be a function, asked again at each redraw: a source that learns its length
+    only once it is read (a video's frame count) fills the bar in as it goes. The bar is
+    redrawn at most every ``every`` seconds, so slow items (a 10 FPS video) move it too and
+    fast ones cost a clock reading each."""
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
@@ -63,16 +70,21 @@ def progress_iter(
         return
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
+    total_now: Callable[[], int | None] = total if callable(total) else lambda: total  # type: ignore[assignment,return-value]
     with make_progress() as progress:
-        task_id = progress.add_task(description, total=total, rate="-/s", info="")
-        task = progress.tasks[0]
-        done = 0
+        task_id = progress.add_task(description, total=total_now(), rate="-/s", info="")
+        done, start = 0, time.perf_counter()
+        last = start
         for item in items:
             yield item
             done += 1
-            if done % 64 == 0:
-                progress.update(task_id, completed=done, rate=rate_text(task))
-        progress.update(task_id, completed=done, total=total or done, rate=rate_text(task))
+            now = time.perf_counter()
+            if now - last >= every:
+                rate = rate_text(done, now - start)
+                progress.update(task_id, completed=done, total=total_now(), rate=rate)
+                last = now
+        rate = rate_text(done, time.perf_counter() - start)
+        progress.update(task_id, completed=done, total=total_now() or done, rate=rate)
 
 
 def batch_progress(stack, show: bool, description: str, batch_size: int, total: int | None = None):
@@ -83,8 +95,6 @@ def batch_progress(stack, show: bool, description: str, batch_size: int, total: 
     """
     if not show:
         return lambda i, n, info: None
-    import time
-
     progress = stack.enter_context(make_progress(transient=True))
     task = progress.add_task(description, total=total, rate="-", info="")
     start = time.perf_counter()

@@ -68,6 +68,7 @@ def video(
     import cv2
 
     from ferkit.outputs import check_outputs
+    from ferkit.progress import progress_iter
     from ferkit.runtime.draw import STYLES
 
     if annotate_style not in STYLES:
@@ -110,7 +111,7 @@ def video(
         frames = (f for i, f in enumerate(frames) if i < max_frames)
     tracker = FaceTracker(max_age=max_age, smoothing=smoothing)
     faces_seen = VideoSummary(labels)
-    writer = results = None
+    writer = results = shown = None
     files = contextlib.ExitStack()
     n_frames, n_written, start = 0, 0, time.perf_counter()
     window = open_frame_window(f"ferkit: {source}") if show else None
@@ -134,7 +135,16 @@ def video(
                 full_search_every=full_search_every,
                 workers=workers or (default_threads() if Path(source).is_file() and not show else 1),
             )
-            for result in results:
+            camera = str(source).isdigit()  # a live camera has no end: its window shows the rate
+
+            def frames_to_read() -> int | None:  # known once the file is open
+                known = report.expected_frames
+                return min(known, max_frames) if known and max_frames else known or max_frames or None
+
+            shown = progress_iter(
+                results, description="frames", total=frames_to_read, enabled=None if not camera else False
+            )
+            for result in shown:
                 n_frames += 1
                 faces_seen.add(result)
                 rows.write((result.index, round(result.time, 3)), result.faces)
@@ -153,6 +163,8 @@ def video(
         except KeyboardInterrupt:
             err.print("[yellow]interrupted: finishing the output files[/]")
         finally:
+            if shown is not None:
+                shown.close()  # the bar ends here, also after q or Ctrl-C
             if results is not None:
                 results.close()  # its detector threads end with the frame they are on
             if writer is not None:

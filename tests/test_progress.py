@@ -8,10 +8,13 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from skimage import data
 
+from ferkit.evaluate.run import _classified
 from ferkit.progress import progress_iter
+from ferkit.runtime.tta import predict_tta
 from ferkit.synth import Actor, write_video
 
 
@@ -34,6 +37,41 @@ def test_a_source_that_ends_early_shows_how_far_it_got(capsys):
     list(progress_iter(iter(range(3)), description="frames", total=lambda: 10, enabled=True))
     final = capsys.readouterr().err
     assert re.search(r"3/10 +30%", final), final
+
+
+def test_units_count_what_each_item_holds(capsys):
+    batches = [list(range(256)), list(range(256)), list(range(37))]
+    list(progress_iter(batches, description="faces", total=549, units=len, enabled=True))
+    assert re.search(r"549/549 +100%", capsys.readouterr().err)
+
+
+class _Recorder:
+    """A predictor that records the batches it is given and answers from the pixels."""
+
+    name, labels, input_size = "recorder", ("a", "b", "c"), 8
+
+    def __init__(self):
+        self.batches: list[int] = []
+
+    def predict_proba(self, faces, batch_size=256):
+        out = []
+        for i in range(0, len(faces), batch_size):
+            batch = np.asarray(faces[i : i + batch_size], np.float32)
+            self.batches.append(len(batch))
+            out.append(np.stack([batch.mean((1, 2)), batch.std((1, 2)), batch[:, 0, 0]], 1))
+        return np.concatenate(out)
+
+
+@pytest.mark.parametrize("tta", ["none", "flip", "tencrop"])
+def test_evaluation_under_a_bar_sees_the_same_batches_and_numbers(tta):
+    """eval classifies in chunks to move its bar; the chunks end where predict_tta's own
+    batches end, so a model sees the same batches (and gives the same numbers) as in one call."""
+    faces = np.random.default_rng(0).integers(0, 256, (1300, 8, 8), dtype=np.uint8)
+    whole, chunked = _Recorder(), _Recorder()
+    expected = predict_tta(whole, faces, tta)
+    got = _classified(chunked, faces, tta)
+    assert chunked.batches == whole.batches
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_leaving_the_loop_ends_the_bar():

@@ -56,13 +56,15 @@ def progress_iter(
     total: int | Callable[[], int | None] | None = None,
     enabled: bool | None = None,
     every: float = 0.2,
+    units: Callable[[T], int] | None = None,
 ) -> Iterator[T]:
     """Iterate ``items`` under a progress bar; ``enabled=None`` shows it on a terminal only.
 
     ``total`` may be a function, asked again at each redraw: a source that learns its length
     only once it is read (a video's frame count) fills the bar in as it goes. The bar is
     redrawn at most every ``every`` seconds, so slow items (a 10 FPS video) move it too and
-    fast ones cost a clock reading each."""
+    fast ones cost a clock reading each. ``units`` counts what an item holds (a batch of
+    faces), so that the bar, its total and its rate are in faces, not batches."""
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
@@ -77,7 +79,7 @@ def progress_iter(
         last = start
         for item in items:
             yield item
-            done += 1
+            done += units(item) if units else 1
             now = time.perf_counter()
             if now - last >= every:
                 rate = rate_text(done, now - start)

@@ -118,7 +118,23 @@ def _detected_probs(predictor, test: FaceDataset, faces: list, align: str, tta: 
     ]
     if not crops:
         return np.zeros((0, len(predictor.labels)), np.float32)
-    return predict_tta(predictor, np.stack(crops), tta)
+    return _classified(predictor, np.stack(crops), tta)
+
+
+def _classified(predictor, faces: np.ndarray, tta: str) -> np.ndarray:
+    """``predict_tta`` under a progress bar named after the model (on a terminal), in chunks
+    that end where its own batches end, so the batches and the numbers are the same as in
+    one call."""
+    from ferkit.progress import progress_iter
+    from ferkit.runtime.tta import tta_views
+
+    if len(faces) == 0:
+        return predict_tta(predictor, faces, tta)
+    per_batch = max(1, 256 // len(tta_views(faces[:1], tta)))  # predict_tta's faces a batch
+    step = per_batch * max(1, 256 // per_batch)
+    chunks = (faces[i : i + step] for i in range(0, len(faces), step))
+    shown = progress_iter(chunks, description=predictor.name, total=len(faces), units=len)
+    return np.concatenate([predict_tta(predictor, chunk, tta) for chunk in shown])
 
 
 def evaluate_models(
@@ -171,7 +187,7 @@ def evaluate_models(
     for predictor in predictors:
         start = time.perf_counter()
         if faces is None:
-            raw = predict_tta(predictor, test.images, tta)
+            raw = _classified(predictor, test.images, tta)
         else:
             raw = _detected_probs(predictor, test, faces, align, tta)
         ms = (time.perf_counter() - start) * 1000 / max(len(raw), 1)

@@ -10,6 +10,7 @@ from matplotlib import cbook
 from skimage import data
 
 import ferkit.runtime.blazeface as blazeface
+import ferkit.runtime.shrink as shrink
 from conftest import count_looks
 from ferkit.errors import FerkitError
 from ferkit.imageio import read_image
@@ -132,7 +133,7 @@ def test_the_model_input_is_opencvs_area_average(shape, size):
     with no common factor, whole-number steps, enlarging) give INTER_AREA's numbers, less its
     rounding to uint8, scaled to [-1, 1] and channels first."""
     image = np.random.default_rng(3).integers(0, 256, (*shape, 3), np.uint8)
-    ours = blazeface.shrink_normalised(image, size[1], size[0])
+    ours = shrink.shrink_normalised(image, size[1], size[0])
     theirs = cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
     assert ours.shape == (3, *size) and ours.dtype == np.float32
     np.testing.assert_allclose((ours + 1) * 127.5, theirs.transpose(2, 0, 1), atol=0.51)
@@ -143,9 +144,9 @@ def test_a_strip_is_shrunk_without_building_a_huge_block():
     """1 x 199,999 pixels to 192 has no common factor: its block would be 192 x 199,999 (a
     300 MB matrix); it goes to OpenCV before any block is built."""
     strip = np.full((1, 199_999, 3), 200, np.uint8)
-    before = blazeface._area_weights.cache_info().currsize
-    out = blazeface.shrink_normalised(strip, 192, 1)
-    assert blazeface._area_weights.cache_info().currsize == before
+    before = shrink._area_weights.cache_info().currsize
+    out = shrink.shrink_normalised(strip, 192, 1)
+    assert shrink._area_weights.cache_info().currsize == before
     assert out.shape == (3, 1, 192) and np.allclose((out + 1) * 127.5, 200)
 
 

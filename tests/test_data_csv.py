@@ -137,3 +137,26 @@ def test_written_files_get_the_usual_mode(tmp_path, small_dataset):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask
+
+
+def test_faces_are_framed_to_the_size_a_network_asks(tmp_path, small_dataset):
+    """A 112 px network (face-api's) trains on FER-2013's 48 px rows: they are framed to
+    112 as the runtime frames a crop, not refused as rows of the wrong length."""
+    from ferkit.framing import frame_face
+
+    path = write_fer2013_csv(small_dataset, tmp_path / "plain.csv")
+    ds = load_dataset(path, size=112, cache=False)
+    assert ds.images.shape == (len(small_dataset), 112, 112)
+    np.testing.assert_array_equal(ds.images[3], frame_face(small_dataset.images[3], None, 112))
+    assert (ds.labels == small_dataset.labels).all()
+
+
+def test_a_csv_of_another_square_size_is_read_at_its_size(tmp_path):
+    """Rows of 16x16 (the first row says so) read at 16 px as before; a row of another length is an error."""
+    path = write(tmp_path, f"3,{pixels(16 * 16)},Training\n4,{pixels(16 * 16, 9)},PublicTest\n")
+    ds = read_fer2013_csv(path, size=16)
+    assert ds.images.shape == (2, 16, 16) and ds.images[1].max() == 9
+    with pytest.raises(DataError, match="line 3.*expected 256 pixel values, found 2304"):
+        read_fer2013_csv(
+            write(tmp_path, f"3,{pixels(256)},Training\n4,{pixels()},Training\n", "g.csv"), size=16
+        )

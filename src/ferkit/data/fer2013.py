@@ -12,6 +12,7 @@ import contextlib
 import csv
 import gzip
 import io
+import math
 import os
 import tarfile
 import warnings
@@ -25,6 +26,7 @@ import numpy as np
 
 from ferkit.data.dataset import FaceDataset
 from ferkit.errors import DataError, ErrorLog, OnError
+from ferkit.framing import frame_face
 from ferkit.labels import FER2013, remap
 from ferkit.progress import progress_iter
 from ferkit.utils import atomic_path
@@ -93,6 +95,14 @@ def _diagnose_pixels(text: str, expected: int) -> str:
     return f"expected {expected} pixel values, found {len(tokens)}"
 
 
+def _row_side(text: str, usual: int = 48) -> int:
+    """The side of a row's square image: FER-2013's 48, or another square count's root
+    (a CSV of another size); a row that is neither is reported against the usual 48."""
+    count = len(text.split())
+    root = math.isqrt(count)
+    return root if count != usual * usual and root >= 8 and root * root == count else usual
+
+
 def _parse_pixels(text: str, expected: int) -> np.ndarray | None:
     """Fast parse of a space-separated pixel field; None when it is not exactly valid."""
     with warnings.catch_warnings():
@@ -120,12 +130,14 @@ def read_fer2013_csv(
 ) -> FaceDataset:
     """Read the FER-2013 challenge CSV into a :class:`FaceDataset` (grey, ``size``x``size``).
 
-    Rows whose pixel count is not ``size*size``, with a non-numeric or out-of-range pixel,
-    an unknown emotion or Usage are errors naming the line; ``on_error='skip'`` leaves
-    them out and lists them in ``dataset.skipped``.
+    The rows' own side is the first row's (FER-2013's: 48); faces are framed to ``size``
+    where it differs, as the runtime frames a crop (a 112 px network trains on FER-2013).
+    Rows with another pixel count, a non-numeric or out-of-range pixel, an unknown emotion
+    or Usage are errors naming the line; ``on_error='skip'`` leaves them out and lists them
+    in ``dataset.skipped``.
     """
     log = ErrorLog(on_error)
-    expected = size * size
+    side = expected = 0  # from the first row
     images: list[np.ndarray] = []
     labels: list[int] = []
     splits: list[str] = []
@@ -166,11 +178,15 @@ def read_fer2013_csv(
                 if usage not in USAGES:
                     log.fail(display, f"unknown Usage {usage!r} (expected one of {USAGES})", line)
                     continue
+                if not expected:
+                    side = _row_side(pixel_text)
+                    expected = side * side
                 pixels = _parse_pixels(pixel_text, expected)
                 if pixels is None:
                     log.fail(display, _diagnose_pixels(pixel_text, expected), line)
                     continue
-                images.append(pixels.reshape(size, size))
+                face = pixels.reshape(side, side)
+                images.append(face if side == size else frame_face(face, None, size))
                 labels.append(label)
                 splits.append(usage)
         except _STREAM_ERRORS as exc:

@@ -42,6 +42,7 @@ import numpy as np
 from ferkit.data import load_dataset
 from ferkit.evaluate.align import align_probs
 from ferkit.evaluate.metrics import classification_report
+from ferkit.evaluate.run import ModelFaces
 from ferkit.runtime.classifier import load_model
 
 HERE = Path(__file__).resolve().parent
@@ -73,11 +74,13 @@ def main() -> None:
         out = Path(work.name, "human_emotion.onnx")
         report = import_tfjs(args.human, out, model="emotion", labels=FER2013.names, mean=[0.5], std=[0.5])
         specs.append((f"human emotion {report.source['version']} (peer)", str(report.path)))
+    framed = ModelFaces(args.data, "fer2013", ds)  # each network at its own size and colour
     for name, spec in specs:
         predictor = load_model(spec)
-        predictor.predict_proba(test.images[:64])  # warm-up
+        faces = framed.faces(predictor, args.split)
+        predictor.predict_proba(faces[:64])  # warm-up
         start = time.perf_counter()
-        raw = predictor.predict_proba(test.images)
+        raw = predictor.predict_proba(faces)
         ms = (time.perf_counter() - start) * 1000 / len(test)
         probs = align_probs(raw, predictor.labels, ds.label_set, "fer2013", source=name)
         rows.append((name, probs, ms))

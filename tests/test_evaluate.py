@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import make_dataset
 from ferkit.errors import FerkitError, LabelMismatchError, ModelError
 from ferkit.evaluate.align import align_probs
 from ferkit.evaluate.ensemble import combine, cv_log_loss, fit_weights, log_loss, select_members
@@ -517,3 +518,56 @@ def test_align_is_one_option_everywhere(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "f.jsonl").read_text().splitlines()[0])["label"] == "happy"
+
+
+class _Seen:
+    """A model that records the faces it is given; ``spec`` is ``<color><size>``."""
+
+    def __init__(self, spec: str):
+        from types import SimpleNamespace
+
+        self.name, self.labels = spec, FER2013.names
+        color = "rgb" if spec.startswith("rgb") else "gray"
+        self.input_size = int(spec.removeprefix(color))
+        self.card = SimpleNamespace(color=color, to_dict=dict)
+        self.seen: list[np.ndarray] = []
+
+    def predict_proba(self, faces, batch_size=256):
+        self.seen.append(np.asarray(faces))
+        return np.full((len(faces), len(self.labels)), 1 / len(self.labels), np.float32)
+
+
+def test_each_model_reads_photos_at_its_own_size_and_colour(tmp_path, monkeypatch):
+    """As the runtime frames a photo for each model: a 112 px RGB network (face-api's) reads
+    a folder's files at 112 px in colour, not the 48 px grey faces enlarged; a 48 px grey
+    model reads those; FER-2013's 48 px rows are framed up as training frames them."""
+    import ferkit.evaluate.run as run
+    from ferkit.data import FaceDataset, load_dataset, write_fer2013_csv, write_image_folder
+    from ferkit.framing import frame_face
+
+    rng = np.random.default_rng(0)
+    n = 2 * len(FER2013)
+    photos = FaceDataset(
+        rng.integers(0, 256, (n, 96, 96, 3), np.uint8),
+        np.arange(n, dtype=np.int64) % len(FER2013),
+        np.asarray(["PrivateTest"] * n),
+        FER2013,
+    )
+    folder = write_image_folder(photos, tmp_path / "photos")
+    models: dict[str, _Seen] = {}
+    monkeypatch.setattr(run, "load_model", lambda spec: models.setdefault(spec, _Seen(spec)))
+    run.evaluate_models(["rgb112", "gray48"], folder, split="PrivateTest")
+    as_read = {
+        key: load_dataset(folder, size=s, color=c).pick("PrivateTest")
+        for key, s, c in (("rgb112", 112, "rgb"), ("gray48", 48, "gray"))
+    }
+    for key, model in models.items():
+        np.testing.assert_array_equal(np.concatenate(model.seen), as_read[key].images)
+
+    models.clear()
+    fer = write_fer2013_csv(make_dataset(), tmp_path / "fer.csv")
+    run.evaluate_models(["gray112"], fer, split="PrivateTest")
+    test = load_dataset(fer).pick("PrivateTest")
+    np.testing.assert_array_equal(
+        np.concatenate(models["gray112"].seen), np.stack([frame_face(f, None, 112) for f in test.images])
+    )

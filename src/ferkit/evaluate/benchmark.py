@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ferkit.data import FaceDataset, load_dataset
+from ferkit.data import FaceDataset
 from ferkit.evaluate.run import evaluate_models
 from ferkit.utils import atomic_path
 
@@ -107,11 +107,10 @@ def _epochs(value: Any) -> str:
 def benchmark_rows(
     models: list[str], data: str | os.PathLike | FaceDataset, split: str = "PrivateTest"
 ) -> list[dict]:
-    ds = data if isinstance(data, FaceDataset) else load_dataset(data)
     rows = []
-    for model in models:
-        plain = evaluate_models([model], ds, split=split).entries[0]
-        flipped = evaluate_models([model], ds, split=split, tta="flip").entries[0]
+    for model in models:  # a path, not its faces: a folder of photos is read at each model's size
+        plain = evaluate_models([model], data, split=split).entries[0]
+        flipped = evaluate_models([model], data, split=split, tta="flip").entries[0]
         card = plain.card
         seconds = float(card.get("train_seconds") or 0)
         rows.append(

@@ -137,6 +137,43 @@ def _classified(predictor, faces: np.ndarray, tta: str) -> np.ndarray:
     return np.concatenate([predict_tta(predictor, chunk, tta) for chunk in shown])
 
 
+class ModelFaces:
+    """A split's faces as the runtime frames them for each model: a folder of photos is read
+    again from its files at the model's own size and colour (face-api's 112 px RGB network
+    read SFEW Val at 45.71%, against 42.23% from the 48 px grey faces enlarged); faces that
+    are only stored small (FER-2013's 48 px) are framed up as training frames them."""
+
+    def __init__(self, data, variant: str, ds: FaceDataset):
+        from ferkit.data.load import detect_format
+
+        self.data, self.variant, self.ds = data, variant, ds
+        self.photos = not isinstance(data, FaceDataset) and detect_format(Path(data)) == "images"
+        self._loaded: dict[tuple[int, str], FaceDataset] = {}
+
+    def faces(self, predictor, split: str) -> np.ndarray:
+        from ferkit.framing import frame_face
+
+        size = predictor.input_size
+        card = getattr(predictor, "card", None)
+        color = getattr(card, "color", "gray")
+        faces = self.ds.pick(split).images
+        stored = (faces.shape[1], "rgb" if faces.ndim == 4 else "gray")
+        if (size, color) == stored:
+            return faces
+        if self.photos:
+            if (size, color) not in self._loaded:
+                self._loaded[size, color] = _variant_data(
+                    load_dataset(self.data, size=size, color=color), self.variant
+                )
+            other = self._loaded[size, color].pick(split)
+            if not np.array_equal(other.labels, self.ds.pick(split).labels):
+                raise FerkitError(f"{self.data}: the folder changed while it was being evaluated")
+            return other.images
+        if faces.shape[1] == size:
+            return faces  # grey for an RGB model: the model repeats the channel
+        return np.stack([frame_face(f, None, size) for f in faces])
+
+
 def evaluate_models(
     models: list[str],
     data: str | os.PathLike | FaceDataset,
@@ -184,10 +221,11 @@ def evaluate_models(
         if split == val_split:
             raise FerkitError(f"ensemble weights are fitted on {val_split}; evaluate on another split")
         val = ds.pick(val_split)
+    framed = ModelFaces(data, variant, ds)
     for predictor in predictors:
         start = time.perf_counter()
         if faces is None:
-            raw = _classified(predictor, test.images, tta)
+            raw = _classified(predictor, framed.faces(predictor, split), tta)
         else:
             raw = _detected_probs(predictor, test, faces, align, tta)
         ms = (time.perf_counter() - start) * 1000 / max(len(raw), 1)
@@ -203,7 +241,7 @@ def evaluate_models(
         if val is not None:
             val_probs.append(
                 align_probs(
-                    predict_tta(predictor, val.images, tta),
+                    predict_tta(predictor, framed.faces(predictor, val_split), tta),
                     predictor.labels,
                     label_set,
                     variant,

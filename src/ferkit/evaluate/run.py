@@ -170,7 +170,7 @@ class ModelFaces:
                 raise FerkitError(f"{self.data}: the folder changed while it was being evaluated")
             return other.images
         if faces.shape[1] == size:
-            return faces  # grey for an RGB model: the model repeats the channel
+            return faces  # only the colour differs: the model greys or repeats the channel itself
         return np.stack([frame_face(f, None, size) for f in faces])
 
 

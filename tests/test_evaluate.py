@@ -571,3 +571,57 @@ def test_each_model_reads_photos_at_its_own_size_and_colour(tmp_path, monkeypatc
     np.testing.assert_array_equal(
         np.concatenate(models["gray112"].seen), np.stack([frame_face(f, None, 112) for f in test.images])
     )
+
+
+def _channel_model(path, size: int, color: str, weights: np.ndarray):
+    """A ferkit ONNX model whose class scores are its input's mean colour times ``weights``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ferkit.card import ModelCard, save_onnx
+
+    channels = weights.shape[0]
+    nodes = [
+        helper.make_node("ReduceMean", ["pixels", "axes"], ["mean"], keepdims=0),
+        helper.make_node("MatMul", ["mean", "w"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "channels",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", channels, size, size])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 7])],
+        [numpy_helper.from_array(np.array([2, 3], np.int64), "axes"), numpy_helper.from_array(weights, "w")],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    proto.ir_version = 9
+    save_onnx(proto, ModelCard(labels=FER2013.names, input_size=size, color=color), path)
+    return path
+
+
+def test_an_ensemble_with_a_colour_member_crops_in_colour_at_its_largest_size(tmp_path):
+    """ferkit ensemble: a 112 px RGB member makes the card 112 px RGB, so the runtime crops
+    faces in colour and the 48 px grey member greys and shrinks its own copy."""
+    from ferkit.data import FaceDataset, write_image_folder
+    from ferkit.evaluate.ensemble_card import build_ensemble_card
+    from ferkit.runtime.recognize import Recognizer
+
+    rng = np.random.default_rng(1)
+    rgb = _channel_model(tmp_path / "rgb.onnx", 112, "rgb", rng.normal(0, 5, (3, 7)).astype(np.float32))
+    grey = _channel_model(tmp_path / "grey.onnx", 48, "gray", rng.normal(0, 5, (1, 7)).astype(np.float32))
+    n = 4 * len(FER2013)
+    photos = FaceDataset(
+        rng.integers(0, 256, (n, 96, 96, 3), np.uint8),
+        np.arange(n, dtype=np.int64) % len(FER2013),
+        np.asarray(["PublicTest", "PrivateTest"] * (n // 2)),
+        FER2013,
+    )
+    folder = write_image_folder(photos, tmp_path / "photos")
+    card = build_ensemble_card([str(rgb), str(grey)], folder, tmp_path / "both.json")
+    assert (card.input_size, card.color) == (112, "rgb")
+    assert "PrivateTest" in card.metrics
+    face = rng.integers(0, 256, (120, 100, 3), np.uint8)
+    got = Recognizer(str(tmp_path / "both.json"), detector="none", tta="none").recognize(face)[0]
+    single = [Recognizer(str(p), detector="none", tta="none").recognize(face)[0] for p in (rgb, grey)]
+    w = card.member_weights
+    expected = [w[0] * single[0].probs[k] + w[1] * single[1].probs[k] for k in FER2013.names]
+    np.testing.assert_allclose([got.probs[k] for k in FER2013.names], expected, atol=2e-3)

@@ -16,7 +16,7 @@ from ferkit.card import LICENSE, ModelCard
 from ferkit.data import FaceDataset, load_dataset
 from ferkit.errors import FerkitError
 from ferkit.evaluate.ensemble import fit_weights, select_members
-from ferkit.evaluate.run import card_metrics
+from ferkit.evaluate.run import ModelFaces, card_metrics
 from ferkit.runtime.catalog import resolve_model
 from ferkit.runtime.classifier import OnnxClassifier
 from ferkit.runtime.tta import predict_tta
@@ -77,7 +77,8 @@ def build_ensemble_card(
         how = "equal weights"
     else:
         fit = ds.pick(fit_split)
-        probs = [predict_tta(c, fit.images, tta) for c in clfs]
+        framed = ModelFaces(data, "fer2013", ds)  # each member at its own size and colour
+        probs = [predict_tta(c, framed.faces(c, fit_split), tta) for c in clfs]
         if select:
             chosen, trace = select_members(probs, fit.labels)
             selection = [
@@ -96,8 +97,9 @@ def build_ensemble_card(
     cards = [c.card for c in clfs]
     card = ModelCard(
         labels=tuple(labels),
+        # the runtime crops at the largest size, in colour if any member takes colour
         input_size=max(c.input_size for c in clfs),
-        color="gray",
+        color="rgb" if any(c.card.color == "rgb" for c in clfs) else "gray",
         architecture="ensemble(" + ", ".join(c.architecture or "?" for c in cards) + ")",
         normalization={"note": "each member's own (applied in its graph)"},
         recipe={
@@ -121,6 +123,6 @@ def build_ensemble_card(
         },
     )
     card.write_json(out)
-    card = replace(card, metrics=card_metrics(out, ds, split=test_split, ttas=("none", tta)))
+    card = replace(card, metrics=card_metrics(out, data, split=test_split, ttas=("none", tta)))
     card.write_json(out)
     return card

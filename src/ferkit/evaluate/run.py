@@ -276,11 +276,11 @@ def card_metrics(
     variant: str = "fer2013",
 ) -> dict[str, Any]:
     """A model card's ``metrics`` for ``model`` on ``data``: one entry per TTA
-    (``PrivateTest``, ``PrivateTest_tta_flip``, ...), the dataset loaded once for all."""
-    ds = data if isinstance(data, FaceDataset) else load_dataset(data)
+    (``PrivateTest``, ``PrivateTest_tta_flip``, ...). A path is passed on as a path, so a
+    folder of photos is read at the model's own size and colour (the cache keeps it cheap)."""
     metrics: dict[str, Any] = {}
     for tta in dict.fromkeys(ttas):
-        result = evaluate_models([str(model)], ds, split=split, tta=tta, variant=variant)
+        result = evaluate_models([str(model)], data, split=split, tta=tta, variant=variant)
         metrics.update(metrics_from_eval(json.loads(json.dumps(result.to_dict()))))
     return metrics
 

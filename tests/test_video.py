@@ -465,15 +465,24 @@ def test_whole_searches_follow_the_frame_times_whatever_the_workers(small_faces_
     assert run(2) == run(1)
 
 
-def test_video_cli_full_search_every(tmp_path, face):
+def test_video_cli_full_search_every(tmp_path, face, monkeypatch):
     """``ferkit video --full-search-every``: 0 searches the whole frame on every detection; the
-    default carries the small faces between searches. Both write all three faces on every frame."""
+    default carries the small faces between searches. Both write all three faces on every frame,
+    and the value given is the one process_frames runs with."""
     import csv
 
     from typer.testing import CliRunner
 
+    import ferkit.runtime.video as video
     from ferkit.cli import app
 
+    given, real = [], video.process_frames
+
+    def recording(*args, **kwargs):
+        given.append(kwargs.get("full_search_every"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(video, "process_frames", recording)
     src = tmp_path / "small.avi"
     write_video(src, small_face_actors(face), seconds=1, fps=25, size=(1280, 720))
     for every in ("0", None):
@@ -486,5 +495,6 @@ def test_video_cli_full_search_every(tmp_path, face):
         for r in rows:
             per_frame[r["frame"]] = per_frame.get(r["frame"], 0) + 1
         assert len(per_frame) == 25 and set(per_frame.values()) == {3}, every
+    assert given == [0.0, None]
     result = CliRunner().invoke(app, ["video", str(src), "--full-search-every", "-1"])
     assert result.exit_code != 0

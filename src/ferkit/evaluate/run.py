@@ -126,12 +126,12 @@ def _classified(predictor, faces: np.ndarray, tta: str) -> np.ndarray:
     that end where its own batches end, so the batches and the numbers are the same as in
     one call."""
     from ferkit.progress import progress_iter
-    from ferkit.runtime.tta import tta_views
+    from ferkit.runtime.tta import BATCH_SIZE, tta_views
 
     if len(faces) == 0:
         return predict_tta(predictor, faces, tta)
-    per_batch = max(1, 256 // len(tta_views(faces[:1], tta)))  # predict_tta's faces a batch
-    step = per_batch * max(1, 256 // per_batch)
+    per_batch = max(1, BATCH_SIZE // len(tta_views(faces[:1], tta)))  # predict_tta's faces a batch
+    step = per_batch * max(1, 256 // per_batch)  # about 256 faces a chunk
     chunks = (faces[i : i + step] for i in range(0, len(faces), step))
     shown = progress_iter(chunks, description=predictor.name, total=len(faces), units=len)
     return np.concatenate([predict_tta(predictor, chunk, tta) for chunk in shown])
@@ -156,7 +156,8 @@ class ModelFaces:
         size = predictor.input_size
         card = getattr(predictor, "card", None)
         color = getattr(card, "color", "gray")
-        faces = self.ds.pick(split).images
+        test = self.ds.pick(split)
+        faces = test.images
         stored = (faces.shape[1], "rgb" if faces.ndim == 4 else "gray")
         if (size, color) == stored:
             return faces
@@ -166,7 +167,7 @@ class ModelFaces:
                     load_dataset(self.data, size=size, color=color), self.variant
                 )
             other = self._loaded[size, color].pick(split)
-            if not np.array_equal(other.labels, self.ds.pick(split).labels):
+            if not np.array_equal(other.labels, test.labels):
                 raise FerkitError(f"{self.data}: the folder changed while it was being evaluated")
             return other.images
         if faces.shape[1] == size:

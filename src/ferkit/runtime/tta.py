@@ -17,6 +17,7 @@ import numpy as np
 from ferkit.errors import UnknownNameError
 
 TTA_MODES = ("none", "flip", "tencrop")
+BATCH_SIZE = 256  # images (views) in one model call of predict_tta
 
 
 def check_tta(mode: str) -> str:
@@ -49,7 +50,7 @@ def tta_views(faces: np.ndarray, mode: str, crop_fraction: float = 42 / 48) -> l
     return views
 
 
-def predict_tta(predictor, faces: np.ndarray, mode: str = "none", batch_size: int = 256) -> np.ndarray:
+def predict_tta(predictor, faces: np.ndarray, mode: str = "none", batch_size: int = BATCH_SIZE) -> np.ndarray:
     """Mean probabilities over the TTA views; all views of a batch go through one model call."""
     faces = np.asarray(faces)
     views = tta_views(faces, mode)

@@ -225,11 +225,12 @@ def _whole_searches(detector: FaceDetector, every: float):
     same (no tiles, or tiles chosen by the caller). Called in frame order."""
     if not every or getattr(detector, "tiles", None) != "auto":
         return None
-    last: list[float] = []
+    last: float | None = None
 
     def due(t: float) -> bool:
-        if not last or t - last[0] >= every or t < last[0]:  # first, on time, or time restarted
-            last[:] = [t]
+        nonlocal last
+        if last is None or t - last >= every or t < last:  # first, on time, or time restarted
+            last = t
             return True
         return False
 
@@ -249,6 +250,9 @@ def _with_detections(
     lanes = recognizer.detector_copies(workers)
     due = _whole_searches(recognizer.detector, full_search_every)
 
+    def whole_at(t: float) -> bool:  # asked in frame order, so the schedule is deterministic
+        return True if due is None else due(t)
+
     def detect(detector: FaceDetector, image: np.ndarray, whole: bool) -> list[Detection]:
         return detector.detect(image) if due is None else detector.detect(image, small_faces=whole)  # type: ignore[call-arg]
 
@@ -257,13 +261,13 @@ def _with_detections(
             if n % detect_every:
                 yield index, t, image, None, False
                 continue
-            whole = True if due is None else due(t)
+            whole = whole_at(t)
             yield index, t, image, detect(recognizer.detector, image, whole), whole
         return
 
     def grouped(it=iter(frames)):  # a detection frame and the frames tracked after it
         while group := list(itertools.islice(it, detect_every)):
-            yield group, True if due is None else due(group[0][1])  # in frame order: deterministic
+            yield group, whole_at(group[0][1])
 
     def detect_group(detector: FaceDetector, item) -> list[Detection]:
         (group, whole) = item
